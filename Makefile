@@ -1,0 +1,30 @@
+# One command per step; `make help` lists them.
+RUN := environments/run
+PYTEST := python -m pytest -q
+
+.PHONY: help env data test test-torch test-jittor reproduce clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+env:  ## create (or update) both environments: .venv/torch and .venv/jittor
+	$(RUN) torch
+	$(RUN) jittor
+
+data:  ## convert, sample and encode E2E, WebNLG and DART (from ../shared, else the official URLs)
+	$(RUN) torch nlg-data prepare
+
+test: test-torch test-jittor  ## run every test, each in its framework's environment
+
+test-torch:  ## framework-neutral, eval and PyTorch tests (torch environment)
+	$(RUN) torch $(PYTEST) tests/common tests/eval tests/torch
+
+test-jittor:  ## Jittor tests (jittor environment, no torch installed)
+	$(RUN) jittor $(PYTEST) tests/jittor
+
+reproduce: data  ## the main job (until training lands: the data pipeline, then what is missing)
+	@echo "make reproduce: data prepared in common_data/<dataset>/{formatted,sampled,encoded}."
+	@echo "Not yet available: training, beam search, decoding, evaluation and the alignment report."
+
+clean:  ## remove prepared data and caches (keeps the environments)
+	rm -rf common_data/*/formatted common_data/*/sampled common_data/*/encoded .pytest_cache
