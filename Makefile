@@ -16,8 +16,8 @@ data:  ## convert, sample and encode E2E, WebNLG and DART (from ../shared, else 
 
 test: test-torch test-jittor  ## run every test, each in its framework's environment
 
-test-torch:  ## framework-neutral, eval and PyTorch tests (torch environment)
-	$(RUN) torch $(PYTEST) tests/common tests/eval tests/torch
+test-torch:  ## framework-neutral, eval, alignment and PyTorch tests (torch environment)
+	$(RUN) torch $(PYTEST) tests/common tests/eval tests/alignment tests/torch
 
 test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 	$(RUN) jittor $(PYTEST) tests/jittor
