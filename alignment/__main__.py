@@ -1,0 +1,3 @@
+from alignment.cli import main
+
+raise SystemExit(main())

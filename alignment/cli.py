@@ -1,0 +1,105 @@
+"""`python -m alignment report ...` (our run folders) and `python -m alignment legacy ...` (two console logs)."""
+import argparse
+from pathlib import Path
+
+from alignment.compare import DEFAULT_TOLERANCE
+from alignment.report import DatasetInputs, build_report, verdict_sentence
+
+# per-dataset options of `report`, by their DatasetInputs field
+PER_DATASET = {"torch": "torch_run", "jittor": "jittor_run", "torch_pred": "torch_pred",
+               "jittor_pred": "jittor_pred", "torch_scores": "torch_scores", "jittor_scores": "jittor_scores"}
+NOT_GIVEN = "-"
+LEGACY_TOLERANCE = 0.01  # console logs print losses with 2 decimals
+
+
+def add_output_arguments(parser, default_md, default_prefix):
+    parser.add_argument("--out-md", type=Path, default=Path(default_md), metavar="FILE",
+                        help="the Markdown report (default: %(default)s)")
+    parser.add_argument("--out-html", type=Path, default=None, metavar="FILE",
+                        help="the self-contained HTML report, figures embedded (default: --out-md with .html)")
+    parser.add_argument("--figures", type=Path, default=Path("figure"), metavar="DIR",
+                        help="folder for the PNG figures (default: %(default)s)")
+    parser.add_argument("--figure-prefix", default=default_prefix, metavar="TEXT",
+                        help="prefix of the figure file names (default: '%(default)s')")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m alignment",
+        description="Compare a PyTorch and a Jittor run: matched loss curves, generation metrics, identical beam "
+                    "outputs, peak memory and runtime, and a verdict, as PNG figures plus a Markdown and an HTML "
+                    "report.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,legacy}")
+
+    report = commands.add_parser(
+        "report",
+        help="report on run folders written by our gpt2_ft.py (metrics.jsonl + run.json)",
+        description="Report on PyTorch and Jittor run folders (metrics.jsonl + run.json, and run.<step>.json "
+                    "records of later steps such as beam search). A console log file is accepted as a run too.",
+        epilog="Several datasets in one report: repeat the group, e.g. --dataset e2e --torch A --jittor B "
+               "--dataset dart --torch C --jittor D. Each per-dataset option is given once per dataset or not at "
+               f"all; '{NOT_GIVEN}' stands for 'not given' for one dataset.")
+    report.add_argument("--dataset", action="append", metavar="NAME",
+                        help="dataset of each group: e2e, webnlg or dart; picks the metrics (default: e2e)")
+    report.add_argument("--torch", action="append", required=True, metavar="RUN",
+                        help="PyTorch run folder (or console log)")
+    report.add_argument("--jittor", action="append", required=True, metavar="RUN",
+                        help="Jittor run folder (or console log)")
+    report.add_argument("--torch-pred", action="append", metavar="FILE",
+                        help="PyTorch decoded beam outputs, one per line")
+    report.add_argument("--jittor-pred", action="append", metavar="FILE", help="Jittor decoded beam outputs")
+    report.add_argument("--torch-scores", action="append", metavar="JSON", help="`nlg-eval --json` output, PyTorch")
+    report.add_argument("--jittor-scores", action="append", metavar="JSON", help="`nlg-eval --json` output, Jittor")
+    report.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="NATS",
+                        help="largest |Δ loss| (nats per token) at a matched step that still counts as aligned "
+                             "(default: %(default)g)")
+    add_output_arguments(report, "log/alignment_report.md", "")
+
+    legacy = commands.add_parser(
+        "legacy",
+        help="overlay and verdict of two console logs in microsoft/LoRA's format",
+        description="Read two console logs in microsoft/LoRA's gpt2_ft.py format (e.g. of an earlier port), "
+                    "overlay their losses and print the verdict; writes the same report as `report`.")
+    legacy.add_argument("torch_log", type=Path, help="the PyTorch console log")
+    legacy.add_argument("jittor_log", type=Path, help="the Jittor console log")
+    legacy.add_argument("--dataset", default="e2e", metavar="NAME",
+                        help="dataset the logs trained on (default: %(default)s)")
+    legacy.add_argument("--torch-pred", type=Path, metavar="FILE", help="PyTorch decoded beam outputs, one per line")
+    legacy.add_argument("--jittor-pred", type=Path, metavar="FILE", help="Jittor decoded beam outputs")
+    legacy.add_argument("--tolerance", type=float, default=LEGACY_TOLERANCE, metavar="NATS",
+                        help="largest |Δ loss| at a matched step that still counts as aligned "
+                             "(default: %(default)g: console logs print losses with 2 decimals)")
+    add_output_arguments(legacy, "log/alignment_legacy_report.md", "legacy_")
+    return parser
+
+
+def grouped_inputs(parser, args):
+    """One DatasetInputs per --dataset, from the repeated per-dataset options."""
+    names = args.dataset or (["e2e"] if len(args.torch) == 1 else None)
+    if names is None:
+        parser.error(f"--torch is given {len(args.torch)} times: name the dataset of each with --dataset")
+    fields = {}
+    for option, field in PER_DATASET.items():
+        values = getattr(args, option) or [NOT_GIVEN] * len(names)
+        if len(values) != len(names):
+            parser.error(f"--{option.replace('_', '-')} is given {len(values)} times for {len(names)} datasets: "
+                         f"give it once per --dataset ('{NOT_GIVEN}' for none) or not at all")
+        fields[field] = [None if value == NOT_GIVEN else Path(value) for value in values]
+    return [DatasetInputs(name, **{field: values[index] for field, values in fields.items()})
+            for index, name in enumerate(names)]
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        datasets = grouped_inputs(parser, args)
+    else:
+        datasets = [DatasetInputs(args.dataset, torch_run=args.torch_log, jittor_run=args.jittor_log,
+                                  torch_pred=args.torch_pred, jittor_pred=args.jittor_pred)]
+    out_html = args.out_html or args.out_md.with_suffix(".html")
+    results = build_report(datasets, args.out_md, out_html, args.figures, args.tolerance, args.figure_prefix)
+    for result in results:
+        print(verdict_sentence(result, emphasis=""))
+    print(f"report: {args.out_md}, {out_html}; figures in {args.figures}/")
+    return 0

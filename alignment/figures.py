@@ -1,0 +1,82 @@
+"""The report's figures, written as PNG files: matched loss curves and PyTorch-vs-Jittor bar charts."""
+import textwrap
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from alignment.compare import CURVES
+from common_data.atomic import atomic_path
+
+FRAMEWORKS = {"torch": ("PyTorch", "-"), "jittor": ("Jittor", "--")}  # label, line style
+BAR_COLORS = {"torch": "#ee4c2c", "jittor": "#3b7dd8"}
+SERIES = {  # label, color
+    "loss": ("training loss (logged batch)", "C0"),
+    "avg_loss": ("training loss (running mean)", "C2"),
+    "valid_loss": ("validation loss", "C3"),
+}
+
+
+def save(figure, path):
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+
+
+def plot_loss_curves(path, title, torch_run, jittor_run, comparison):
+    """Top: every loss series of both runs. Bottom: Jittor - PyTorch at matched steps, with the tolerance band."""
+    figure = Figure(figsize=(10, 7.5), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    for table, column in CURVES:
+        label, color = SERIES[column]
+        marker = "o" if table == "evals" else None
+        for framework, run in (("torch", torch_run), ("jittor", jittor_run)):
+            name, linestyle = FRAMEWORKS[framework]
+            data = getattr(run, table).dropna(subset=["step", column])
+            if len(data):
+                top.plot(data["step"], data[column], color=color, linestyle=linestyle, marker=marker,
+                         markersize=5, linewidth=1.3, label=f"{label}, {name}")
+        curve = comparison.curves[column]
+        if len(curve):
+            bottom.plot(curve["step"], curve["delta"], color=color, marker=marker or ".", markersize=5,
+                        linewidth=1, label=f"{label} ({len(curve)} matched steps)")
+    tolerance = comparison.tolerance
+    for sign in (1, -1):
+        bottom.axhline(sign * tolerance, color="0.45", linestyle=":", linewidth=1.2,
+                       label=f"tolerance ±{tolerance:g}" if sign == 1 else None)
+    bottom.axhline(0, color="black", linewidth=0.6)
+    for framework, run in (("torch", torch_run), ("jittor", jittor_run)):
+        for step, mode in zip(run.switches["step"], run.switches["adapter_mode"]):
+            for axes in (top, bottom):
+                axes.axvline(step, color="0.3", linestyle=FRAMEWORKS[framework][1], linewidth=1,
+                             label=f"adapter switched to {mode}, {FRAMEWORKS[framework][0]}" if axes is top else None)
+    top.set_title(title)
+    top.set_ylabel("loss (nats per token)")
+    bottom.set_title("Difference at the steps both runs logged (Jittor − PyTorch)")
+    bottom.set_xlabel("training step")
+    bottom.set_ylabel("Δ loss (nats per token)")
+    for axes in (top, bottom):
+        axes.grid(alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize="small", ncol=2)
+    save(figure, path)
+
+
+def plot_side_by_side(path, table, title, ylabel, value_format):
+    """Grouped bars, PyTorch beside Jittor, one group per (dataset, phase) row of `table`."""
+    categories = [textwrap.fill(f"{dataset}: {phase}", 18) for dataset, phase in zip(table["dataset"], table["phase"])]
+    positions = np.arange(len(categories))
+    figure = Figure(figsize=(max(6.0, 1.6 * len(categories) + 2), 4.8), layout="constrained")
+    axes = figure.subplots()
+    width = 0.38
+    for offset, framework in ((-width / 2, "torch"), (width / 2, "jittor")):
+        values = table[framework].to_numpy(dtype=float)
+        bars = axes.bar(positions + offset, np.nan_to_num(values), width, color=BAR_COLORS[framework],
+                        label=FRAMEWORKS[framework][0])
+        axes.bar_label(bars, labels=["n/a" if np.isnan(value) else format(value, value_format) for value in values],
+                       fontsize="small", padding=2)
+    axes.set_xticks(positions, categories, fontsize="small")
+    axes.set_title(title)
+    axes.set_ylabel(ylabel)
+    axes.margins(y=0.15)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend()
+    save(figure, path)

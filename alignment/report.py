@@ -1,0 +1,269 @@
+"""Assemble the alignment report of PyTorch and Jittor runs, one dataset at a time.
+
+Every section is always there; where an input is missing the section says which one.
+"""
+import dataclasses
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from alignment.compare import DEFAULT_TOLERANCE, compare_predictions, compare_runs
+from alignment.figures import plot_loss_curves, plot_side_by_side
+from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, write_html, write_markdown
+from alignment.resources import resource_tables
+from alignment.run_log import empty_run
+from alignment.runs import read_run
+from alignment.scores import metrics_table, read_scores
+
+TITLE = "Alignment report: PyTorch vs Jittor"
+SIDES = {"torch": "PyTorch", "jittor": "Jittor"}
+SERIES_NAMES = {"loss": "training loss", "avg_loss": "training loss, running mean", "valid_loss": "validation loss"}
+
+
+@dataclasses.dataclass
+class DatasetInputs:
+    """The files to compare for one dataset; a path left None was not given.
+
+    A run is a run folder (metrics.jsonl + run.json) or a console log; scores are `nlg-eval --json`
+    outputs; predictions are decoded text files, one output per line.
+    """
+    dataset: str
+    torch_run: Path | None = None
+    jittor_run: Path | None = None
+    torch_pred: Path | None = None
+    jittor_pred: Path | None = None
+    torch_scores: Path | None = None
+    jittor_scores: Path | None = None
+
+
+@dataclasses.dataclass
+class DatasetResult:
+    inputs: DatasetInputs
+    runs: dict  # side -> RunLog (an empty one when the run is missing)
+    comparison: object  # RunComparison
+    scores: dict  # side -> {metric: value} or None
+    predictions: object  # PredictionAgreement or None
+    missing: dict  # kind ('run', 'scores', 'predictions') -> ["PyTorch run: not given", ...]
+    loss_figure: Path | None
+
+    @property
+    def dataset(self):
+        return self.inputs.dataset
+
+
+def number(value, spec=".6g"):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def step_text(step):
+    return "none" if step is None else str(step)
+
+
+def load_dataset(inputs, tolerance, figure_path):
+    """Read and compare everything given for one dataset; draw its loss curves when there are any."""
+    missing = {"run": [], "scores": [], "predictions": []}
+
+    def load(side, kind, reader):
+        path = getattr(inputs, f"{side}_{'pred' if kind == 'predictions' else kind}")
+        if path is None:
+            missing[kind].append(f"{SIDES[side]} {kind}: not given")
+            return None
+        if not Path(path).exists():
+            missing[kind].append(f"{SIDES[side]} {kind}: `{path}` does not exist")
+            return None
+        return reader(path)
+
+    runs = {side: load(side, "run", read_run) or empty_run(getattr(inputs, f"{side}_run") or "-") for side in SIDES}
+    scores = {side: load(side, "scores", read_scores) for side in SIDES}
+    prediction_paths = {side: load(side, "predictions", Path) for side in SIDES}
+    predictions = None
+    if all(prediction_paths.values()):
+        predictions = compare_predictions(prediction_paths["torch"], prediction_paths["jittor"])
+    comparison = compare_runs(runs["torch"], runs["jittor"], tolerance)
+    has_curves = any(len(run.steps) or len(run.evals) for run in runs.values())
+    if has_curves:
+        plot_loss_curves(figure_path, f"{inputs.dataset}: loss of PyTorch and Jittor runs", runs["torch"],
+                         runs["jittor"], comparison)
+    return DatasetResult(inputs, runs, comparison, scores, predictions, missing, figure_path if has_curves else None)
+
+
+def verdict_sentence(result, emphasis="**"):
+    """One sentence per dataset; `emphasis` wraps its lead (Markdown bold in the report, nothing on a console)."""
+    comparison = result.comparison
+    lead = f"{emphasis}{result.dataset}: {comparison.status}{emphasis} —"
+    if comparison.status == "not comparable":
+        reasons = "; ".join(result.missing["run"]) or "the two runs share no logged step"
+        return f"{lead} no matched steps ({reasons})."
+    head = next(delta for delta in comparison.deltas.values() if delta.matched)
+    name = SERIES_NAMES[head.series]
+    if head.max_at_step is None:
+        text = f"{lead} the {name} is identical at all {head.matched} matched steps."
+    else:
+        text = (f"{lead} over {head.matched} matched steps the {name} differs by at most "
+                f"{number(head.max_abs, '.3e')} (step {head.max_at_step}), {number(head.mean_abs, '.3e')} on average.")
+    over = [f"{SERIES_NAMES[delta.series]} from step {delta.first_over_step}"
+            for delta in comparison.deltas.values() if delta.first_over_step is not None]
+    tolerance = f"the tolerance {comparison.tolerance:g}"
+    text += f" Past {tolerance}: {'; '.join(over)}." if over else f" Nothing is past {tolerance}."
+    if comparison.epoch_mismatches:
+        text += (f" {comparison.epoch_mismatches} matched steps fall in different epochs of the two runs: "
+                 "they do not walk the data alike (another batch size or data order), so step-by-step "
+                 "agreement cannot be expected.")
+    return text
+
+
+def share_text(predictions):
+    if predictions is None:
+        return "n/a"
+    longest = max(predictions.torch_lines, predictions.jittor_lines)
+    return f"{predictions.identical}/{longest} ({100 * predictions.share:.2f}%)"
+
+
+def verdict_section(results, tolerance):
+    rows = []
+    for result in results:
+        head, valid = result.comparison.headline, result.comparison.deltas["valid_loss"]
+        rows.append({"dataset": result.dataset, "verdict": result.comparison.status,
+                     "matched steps": str(head.matched), "max abs Δ loss": number(head.max_abs, ".3e"),
+                     "at step": step_text(head.max_at_step), "mean abs Δ loss": number(head.mean_abs, ".3e"),
+                     "first step over tolerance": step_text(head.first_over_step),
+                     "max abs Δ valid loss": number(valid.max_abs, ".3e"),
+                     "identical beam outputs": share_text(result.predictions)})
+    blocks = [Paragraph(f"Tolerance on |Δ loss|: {tolerance:g} (nats per token). A pair of runs is **aligned** when "
+                        "at every step both logged, each loss series (training loss, its running mean, validation "
+                        "loss) differs by no more than that; Δ is Jittor minus PyTorch."),
+              Table(pd.DataFrame(rows)),
+              Bullets(tuple(verdict_sentence(result) for result in results))]
+    return Section("Verdict", blocks)
+
+
+def curves_section(results):
+    blocks = []
+    for result in results:
+        blocks.append(Subheading(result.dataset))
+        if result.loss_figure is None:
+            blocks.append(Paragraph("No loss curves: " + ("; ".join(result.missing["run"]) or
+                                                         "neither run logged a training or validation loss") + "."))
+            continue
+        blocks.append(Image(result.loss_figure, f"{result.dataset}: loss curves of both runs (top) and their "
+                                                "difference at matched steps (bottom)"))
+        rows = [{"series": SERIES_NAMES[delta.series], "matched steps": str(delta.matched),
+                 "max abs Δ": number(delta.max_abs, ".3e"), "at step": step_text(delta.max_at_step),
+                 "mean abs Δ": number(delta.mean_abs, ".3e"),
+                 "first step over tolerance": step_text(delta.first_over_step)}
+                for delta in result.comparison.deltas.values()]
+        blocks.append(Table(pd.DataFrame(rows)))
+        if result.missing["run"]:
+            blocks.append(Paragraph("Missing: " + "; ".join(result.missing["run"]) + "."))
+    return Section("Loss curves", blocks)
+
+
+def metrics_section(results):
+    blocks = []
+    for result in results:
+        blocks.append(Subheading(result.dataset))
+        scores = result.scores
+        if all(value is None for value in scores.values()):
+            blocks.append(Paragraph("No generation metrics: " + "; ".join(result.missing["scores"]) + "."))
+            continue
+        table = metrics_table(scores["torch"] or {}, scores["jittor"] or {}, result.dataset)
+        blocks.append(Table(pd.DataFrame({
+            "metric": table["metric"], "PyTorch": table["torch"].map(number), "Jittor": table["jittor"].map(number),
+            "Δ (Jittor − PyTorch)": table["delta"].map(lambda value: number(value, "+.4g")),
+            "Δ %": table["relative_pct"].map(lambda value: number(value, "+.2f"))})))
+        if result.missing["scores"]:
+            blocks.append(Paragraph("Missing: " + "; ".join(result.missing["scores"]) + "."))
+    return Section("Generation metrics", [Paragraph(
+        "The official scorers, run by `nlg-eval <dataset> ... --json`: E2E as e2e-metrics, WebNLG and DART as "
+        "GenerationEval. Δ % is relative to PyTorch; TER is the one metric where lower is better.")] + blocks)
+
+
+def outputs_section(results):
+    blocks = [Paragraph("Beam-search outputs compared line by line (surrounding whitespace ignored); a line only "
+                        "one file has counts as different.")]
+    for result in results:
+        blocks.append(Subheading(result.dataset))
+        agreement = result.predictions
+        if agreement is None:
+            blocks.append(Paragraph("Not compared: " + "; ".join(result.missing["predictions"]) + "."))
+            continue
+        blocks.append(Paragraph(f"Identical outputs: {share_text(agreement)}; PyTorch file "
+                                f"{agreement.torch_lines} lines, Jittor file {agreement.jittor_lines} lines."))
+        if agreement.first_difference is not None:
+            line, torch_text, jittor_text = agreement.first_difference
+            blocks.append(Bullets((f"first difference, line {line}:",
+                                   f"PyTorch: `{torch_text}`" if torch_text is not None else "PyTorch: (no line)",
+                                   f"Jittor: `{jittor_text}`" if jittor_text is not None else "Jittor: (no line)")))
+    return Section("Beam outputs", blocks)
+
+
+def resource_section(title, table, unit, spec, figure_path, results, measured):
+    if table.empty:
+        lacking = [f"{result.dataset} {SIDES[side]} (`{run.source}`)" for result in results
+                   for side, run in result.runs.items() if not run.records]
+        return Section(title, [Paragraph(f"No {title.lower()} recorded: no run records (run.json) for "
+                                         + (", ".join(lacking) or "any run") + ".")])
+    display = pd.DataFrame({
+        "dataset": table["dataset"], "phase": table["phase"], f"PyTorch ({unit})": table["torch"].map(
+            lambda value: number(value, spec)),
+        f"Jittor ({unit})": table["jittor"].map(lambda value: number(value, spec)),
+        "Jittor / PyTorch": table["ratio"].map(lambda value: number(value, ".3f"))})
+    if measured:
+        display["measured (PyTorch / Jittor)"] = table["measured"]
+    plot_side_by_side(figure_path, table, f"{title}: PyTorch vs Jittor", f"{title.lower()} ({unit})", spec)
+    return Section(title, [Table(display), Image(figure_path, f"{title} per dataset and phase")])
+
+
+def describe_process(run):
+    """'framework on device (status)' from a run's main record, e.g. 'name=torch, torch=2.13.0 on cpu (finished)'."""
+    record = run.records.get("run") or next(iter(run.records.values()), None)
+    if record is None:
+        return "n/a"
+    framework = record.get("framework", "n/a")
+    if isinstance(framework, dict):
+        framework = ", ".join(f"{key}={value}" for key, value in framework.items())
+    return f"{framework} on {record.get('device', 'n/a')} ({record.get('status', 'no status')})"
+
+
+def inputs_section(results):
+    rows, notes = [], []
+    for result in results:
+        for side, name in SIDES.items():
+            run = result.runs[side]
+            rows.append({"dataset": result.dataset, "side": name,
+                         "run": str(getattr(result.inputs, f"{side}_run") or "not given"),
+                         "records": ", ".join(sorted(run.records)) or "none", "framework": describe_process(run),
+                         "steps / evals / checkpoints": f"{len(run.steps)} / {len(run.evals)} / {len(run.checkpoints)}",
+                         "predictions": str(getattr(result.inputs, f"{side}_pred") or "not given"),
+                         "scores": str(getattr(result.inputs, f"{side}_scores") or "not given")})
+            notes += [f"{result.dataset}: {note}" for note in run.notes]
+        notes += [f"{result.dataset}: {text}" for texts in result.missing.values() for text in texts]
+    blocks = [Table(pd.DataFrame(rows))]
+    blocks.append(Bullets(tuple(notes)) if notes else Paragraph("Every input was found and read in full."))
+    return Section("Inputs", blocks)
+
+
+def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLERANCE, figure_prefix=""):
+    """Compare each DatasetInputs, draw the figures into `figures_dir` and write the report; returns the results."""
+    figures_dir = Path(figures_dir)
+    results = [load_dataset(inputs, tolerance, figures_dir / f"{figure_prefix}{inputs.dataset}_loss_curves.png")
+               for inputs in datasets]
+    runtime, memory = resource_tables([(result.dataset, result.runs["torch"], result.runs["jittor"])
+                                       for result in results])
+    sections = [
+        verdict_section(results, tolerance),
+        curves_section(results),
+        metrics_section(results),
+        outputs_section(results),
+        resource_section("Peak memory", memory, "MiB", ".1f", figures_dir / f"{figure_prefix}peak_memory.png",
+                         results, measured=True),
+        resource_section("Runtime", runtime, "s", ".5g", figures_dir / f"{figure_prefix}runtime.png", results,
+                         measured=False),
+        inputs_section(results),
+    ]
+    write_markdown(out_md, TITLE, sections)
+    write_html(out_html, TITLE, sections)
+    return results

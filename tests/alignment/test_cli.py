@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import pytest
+
+from alignment.cli import main
+
+SEED = "fixtures/seed_run"
+PLANTED = {120: 3.5e-4}
+
+
+def test_legacy_command_on_the_seed_logs(shared, tmp_path, report_sections, report_headings):
+    out_md = tmp_path / "log/legacy.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "alignment", "legacy", shared / SEED / "torch_e2e_train.log",
+         shared / SEED / "jittor_e2e_train.log", "--torch-pred", shared / SEED / "torch_e2e_pred.txt",
+         "--jittor-pred", shared / SEED / "jittor_e2e_pred.txt", "--out-md", out_md, "--figures", tmp_path / "figure"],
+        capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("e2e: diverged")  # an earlier port, other batch size: far apart
+    figure = tmp_path / "figure/legacy_e2e_loss_curves.png"
+    assert figure.read_bytes().startswith(b"\x89PNG") and figure.stat().st_size > 30_000
+    body = report_sections(out_md.read_text())
+    assert list(body) == list(report_headings)
+    torch_lines = (shared / SEED / "torch_e2e_pred.txt").read_text().splitlines()
+    jittor_lines = (shared / SEED / "jittor_e2e_pred.txt").read_text().splitlines()
+    identical = sum(a.strip() == b.strip() for a, b in zip(torch_lines, jittor_lines))
+    assert f"{identical}/{len(torch_lines)} (" in body["Beam outputs"]
+    assert "No peak memory recorded" in body["Peak memory"] and "No runtime recorded" in body["Runtime"]
+    assert (tmp_path / "log/legacy.html").read_text().count("data:image/png;base64,") == 1
+
+
+def test_report_command_with_two_datasets(tmp_path, capsys, run_folder, report_sections):
+    runs = {name: run_folder(tmp_path / name, name, PLANTED if name == "jittor_e2e" else {}, peak_mib=64)
+            for name in ("torch_e2e", "jittor_e2e", "torch_dart", "jittor_dart")}
+    out_md = tmp_path / "report.md"
+    main(["report", "--dataset", "e2e", "--torch", str(runs["torch_e2e"]), "--jittor", str(runs["jittor_e2e"]),
+          "--dataset", "dart", "--torch", str(runs["torch_dart"]), "--jittor", str(runs["jittor_dart"]),
+          "--torch-scores", "-", "--torch-scores", str(tmp_path / "none.json"),
+          "--out-md", str(out_md), "--figures", str(tmp_path / "figure")])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("e2e: diverged") and printed[1].startswith("dart: aligned")
+    body = report_sections(out_md.read_text())
+    assert "| e2e | diverged | 20 | 3.500e-04 | 120 |" in body["Verdict"]
+    assert "PyTorch scores: not given" in body["Generation metrics"]
+    assert "none.json` does not exist" in body["Generation metrics"]
+    assert (tmp_path / "report.html").exists()
+    assert {path.name for path in (tmp_path / "figure").iterdir()} == \
+        {"e2e_loss_curves.png", "dart_loss_curves.png", "peak_memory.png", "runtime.png"}
+
+
+def test_report_command_rejects_groups_that_do_not_line_up(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["report", "--dataset", "e2e", "--dataset", "dart", "--torch", "a", "--torch", "b", "--jittor", "c",
+              "--out-md", str(tmp_path / "r.md")])
+    assert stop.value.code == 2
+    assert "--jittor is given 1 times for 2 datasets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["report", "legacy"])
+def test_help_describes_each_command(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert "--out-md" in text and "--figures" in text and "--tolerance" in text
+
+
+def test_alignment_imports_neither_framework():
+    code = ("import sys, alignment.cli, alignment.report; "
+            "print(sorted({'torch', 'jittor'} & {name.split('.')[0] for name in sys.modules}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

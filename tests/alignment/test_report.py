@@ -1,0 +1,110 @@
+import json
+import math
+import re
+
+import pytest
+
+from alignment.report import DatasetInputs, build_report
+
+PLANTED = {50: 2e-5, 120: 3.5e-4, 160: -2e-4}  # Jittor minus PyTorch training loss at these steps
+TOLERANCE = 1e-4
+
+
+def write_lines(path, lines):
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def planted_runs(tmp_path, run_folder):
+    torch_run = run_folder(tmp_path / "torch_run", "torch", {}, peak_mib=300)
+    jittor_run = run_folder(tmp_path / "jittor_run", "jittor", PLANTED, peak_mib=450)
+    torch_pred = write_lines(tmp_path / "torch_pred.txt", ["a b c", "d e", "f | g", "h"])
+    jittor_pred = write_lines(tmp_path / "jittor_pred.txt", ["a b c", "d e", "f | g", "h i"])
+    torch_scores = tmp_path / "torch_scores.json"
+    torch_scores.write_text(json.dumps({"BLEU": 0.5, "NIST": 6.0, "METEOR": 0.4, "ROUGE_L": 0.55, "CIDEr": 2.0}))
+    jittor_scores = tmp_path / "jittor_scores.json"
+    jittor_scores.write_text(json.dumps({"BLEU": 0.51, "NIST": 6.0, "METEOR": 0.4, "ROUGE_L": 0.55, "CIDEr": 1.9}))
+    return DatasetInputs("e2e", torch_run, jittor_run, torch_pred, jittor_pred, torch_scores, jittor_scores)
+
+
+def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sections, report_headings, run_steps):
+    out_md, out_html, figures = tmp_path / "log/report.md", tmp_path / "log/report.html", tmp_path / "figure"
+    [result] = build_report([planted_runs], out_md, out_html, figures, tolerance=TOLERANCE)
+
+    head = result.comparison.headline
+    assert head.matched == len(run_steps)
+    assert head.max_abs == pytest.approx(3.5e-4, abs=1e-12)
+    assert head.max_at_step == 120
+    assert head.mean_abs == pytest.approx(sum(map(abs, PLANTED.values())) / len(run_steps), abs=1e-12)
+    assert head.first_over_step == 120  # the step-50 offset is under the tolerance
+    assert result.comparison.deltas["valid_loss"].max_abs == 0 and result.comparison.deltas["valid_loss"].matched == 2
+    assert result.comparison.status == "diverged" and result.comparison.epoch_mismatches == 0
+    assert (result.predictions.identical, result.predictions.first_difference) == (3, (4, "h", "h i"))
+
+    markdown = out_md.read_text()
+    body = report_sections(markdown)
+    assert list(body) == list(report_headings)
+    assert "| e2e | diverged | 20 | 3.500e-04 | 120 |" in body["Verdict"]
+    assert "3/4 (75.00%)" in body["Verdict"] and "3/4 (75.00%)" in body["Beam outputs"]
+    assert "| BLEU | 0.5 | 0.51 | +0.01 | +2.00 |" in body["Generation metrics"]
+    assert "| CIDEr | 2 | 1.9 | -0.1 | -5.00 |" in body["Generation metrics"]
+    assert "| e2e | train | 300.0 | 450.0 | 1.500 | rss / rss |" in body["Peak memory"]
+    runtime = {side: json.loads((getattr(planted_runs, f"{side}_run") / "run.json").read_text())["phases_s"]["train"]
+               for side in ("torch", "jittor")}
+    assert f"| e2e | train | {runtime['torch']:.5g} | {runtime['jittor']:.5g} |" in body["Runtime"]
+
+    for name in ("e2e_loss_curves.png", "peak_memory.png", "runtime.png"):
+        assert (figures / name).read_bytes().startswith(b"\x89PNG") and (figures / name).stat().st_size > 10_000
+        assert f"](../figure/{name})" in markdown
+
+    page = out_html.read_text()
+    for heading in report_headings:
+        assert f"<h2>{heading}</h2>" in page
+    assert page.count('<img src="data:image/png;base64,') == 3
+    assert re.findall(r'<img src="(?!data:image/png;base64,)', page) == []  # nothing points outside the page
+
+
+def test_every_section_says_what_is_missing(tmp_path, run_folder, report_sections, report_headings):
+    torch_run = run_folder(tmp_path / "torch_run", "torch", {}, peak_mib=300)
+    jittor_run = tmp_path / "jittor_run"
+    jittor_run.mkdir()  # an empty run folder: no metrics.jsonl, no run.json
+    inputs = DatasetInputs("webnlg", torch_run, jittor_run, torch_scores=tmp_path / "absent.json")
+    out_md = tmp_path / "report.md"
+    [result] = build_report([inputs], out_md, tmp_path / "report.html", tmp_path / "figure", tolerance=TOLERANCE)
+
+    assert result.comparison.status == "not comparable"
+    body = report_sections(out_md.read_text())
+    assert list(body) == list(report_headings)
+    assert "not comparable" in body["Verdict"]
+    assert "absent.json` does not exist" in body["Generation metrics"]
+    assert "Jittor scores: not given" in body["Generation metrics"]
+    assert "PyTorch predictions: not given" in body["Beam outputs"]
+    assert "| webnlg | train | 300.0 | n/a |" in body["Peak memory"]
+    assert "metrics.jsonl: missing" in body["Inputs"] and "run.json: missing" in body["Inputs"]
+    # the PyTorch run alone still gets its curves drawn
+    assert (tmp_path / "figure/webnlg_loss_curves.png").exists()
+
+
+def test_aligned_runs(tmp_path, run_folder):
+    runs = [run_folder(tmp_path / name, name, {}, peak_mib=100) for name in ("torch", "jittor")]
+    [result] = build_report([DatasetInputs("dart", *runs)], tmp_path / "r.md", tmp_path / "r.html", tmp_path / "f")
+    assert result.comparison.status == "aligned"
+    assert result.comparison.headline.max_abs == 0 and result.comparison.headline.first_over_step is None
+    assert "**dart: aligned**" in (tmp_path / "r.md").read_text()
+
+
+def test_a_one_sided_nan_loss_is_a_divergence(tmp_path, run_folder):
+    runs = [run_folder(tmp_path / "torch", "torch", {}, peak_mib=100),
+            run_folder(tmp_path / "jittor", "jittor", {150: math.nan}, peak_mib=100)]
+    [result] = build_report([DatasetInputs("e2e", *runs)], tmp_path / "r.md", tmp_path / "r.html", tmp_path / "f")
+    assert result.comparison.headline.first_over_step == 150
+    assert math.isinf(result.comparison.headline.max_abs)
+
+
+def test_a_run_that_does_not_exist_is_named_in_the_report(tmp_path, run_folder, report_sections):
+    inputs = DatasetInputs("e2e", run_folder(tmp_path / "torch", "torch", {}, peak_mib=1), tmp_path / "nowhere")
+    build_report([inputs], tmp_path / "r.md", tmp_path / "r.html", tmp_path / "f")
+    body = report_sections((tmp_path / "r.md").read_text())
+    assert "Jittor run: `" in body["Verdict"] and "nowhere` does not exist" in body["Verdict"]
+    assert "nowhere` does not exist" in body["Loss curves"]
