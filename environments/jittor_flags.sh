@@ -16,7 +16,6 @@ else
 fi
 
 if [ -z "${use_mkl+x}" ]; then
-  "$here/system_packages.sh" || true
   dnnl_lib=$(ldconfig -p 2>/dev/null | awk '$1 == "libdnnl.so" {print $NF; exit}')
   if [ -n "$dnnl_lib" ] && [ -f /usr/include/dnnl.h ]; then
     dnnl_home=${JITTOR_HOME:-$HOME}/.cache/jittor/mkl/dnnl_lnx_2.2.0_cpu_gomp

@@ -1,0 +1,5 @@
+"""The one error type of nlg_eval: bad input files or a missing tool, said in words instead of a traceback."""
+
+
+class EvalError(Exception):
+    """Scoring cannot start or finish; the message names the file (and line) or the missing tool."""
