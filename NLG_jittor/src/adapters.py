@@ -1,0 +1,166 @@
+"""LoRA and JELLY adapters on GPT-2's Conv1D layers, loralib style.
+
+For a frozen base weight W (d_out x d_in; stored as Conv1D weight Wc = W^T, [d_in, d_out]), bias b,
+adapter matrices A, B and scale s = alpha / r, each adapted output slice of a layer adds:
+- parallel (LoRA, JELLY parallel):   s * B A x,        A is r x d_in
+- sequential (JELLY):                s * B A (W_s x),  A is r x d_out, W_s the slice's own rows of W
+JELLY seq2par starts sequential and switches to parallel with A <- A W_s, which keeps the output.
+Dropout acts on the adapter input (x, or W x in sequential mode).
+Parameters change in place with Var.update, which keeps each Var and whether it trains (under jt.no_grad
+an update would freeze it).
+"""
+import jittor as jt
+import numpy as np
+from jittor import nn
+
+from common_data.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
+from common_data.merge import merged_weight
+
+
+class AdaptedConv1D(nn.Module):
+    """GPT-2's Conv1D (x Wc + b) with low-rank adapters on some of its output slices."""
+
+    def __init__(self, d_in, d_out, adapter_config, slices):
+        super().__init__()
+        self.weight = jt.empty((d_in, d_out))
+        self.bias = jt.empty((d_out,))
+        self.slices = {s.target: (s.start, s.stop) for s in slices}
+        self.mode = adapter_config.initial_mode if slices else "full"
+        self.scale = adapter_config.scale if slices else 0.0
+        self.merged = False
+        self.lora_A = nn.ParameterDict()
+        self.lora_B = nn.ParameterDict()
+        for adapted in slices:
+            shape_a, shape_b = adapter_shapes(adapted, adapter_config.lora_dim, self.mode)
+            self.lora_A[adapted.target] = jt.zeros(shape_a)
+            self.lora_B[adapted.target] = jt.zeros(shape_b)
+        # Jittor's Dropout starts in eval mode; a torch module starts in training mode
+        self.lora_dropout = nn.Dropout(adapter_config.lora_dropout, is_train=True)
+
+    def execute(self, x):
+        base = x @ self.weight
+        out = base + self.bias
+        if self.merged or not self.slices:
+            return out
+        adapter_input = self.lora_dropout(base if self.mode == "sequential" else x)
+        return out + self.scale * self.low_rank_update(adapter_input)
+
+    def low_rank_update(self, adapter_input):
+        """B A (input) on every adapted slice and zeros on the other output columns, side by side."""
+        pieces = []
+        column = 0
+        for target, (start, stop) in self.slices.items():
+            if start > column:
+                pieces.append(adapter_input.new_zeros((*adapter_input.shape[:-1], start - column)))
+            slice_input = adapter_input[..., start:stop] if self.mode == "sequential" else adapter_input
+            pieces.append(slice_input @ self.lora_A[target].t() @ self.lora_B[target].t())
+            column = stop
+        if column < self.weight.shape[1]:
+            pieces.append(adapter_input.new_zeros((*adapter_input.shape[:-1], self.weight.shape[1] - column)))
+        return jt.concat(pieces, dim=-1)
+
+    def merge(self):
+        """Fold the adapters into the weight with common_data.merge's numpy formulas, in float64 (Jittor's CPU
+        matmul takes float32 only)."""
+        if self.merged:
+            return
+        for target, (start, stop) in self.slices.items():
+            weight, lora_a, lora_b = self.slice_arrays(target, start, stop)
+            self.set_columns(start, stop, merged_weight(weight, lora_a, lora_b, self.scale, self.mode))
+        self.merged = True
+
+    def unmerge(self):
+        """Undo merge(), computed in float64 with numpy."""
+        if not self.merged:
+            return
+        for target, (start, stop) in self.slices.items():
+            weight, lora_a, lora_b = (a.astype(np.float64) for a in self.slice_arrays(target, start, stop))
+            low_rank = lora_a.T
+            if self.mode == "sequential":
+                # merged W' = (I + s B A) W, so W = W' - s B (I + s A B)^-1 A W' (Woodbury identity)
+                eye = np.eye(lora_a.shape[0])
+                low_rank = weight @ low_rank @ np.linalg.inv(eye + self.scale * lora_a @ lora_b).T
+            self.set_columns(start, stop, weight - self.scale * low_rank @ lora_b.T)
+        self.merged = False
+
+    def slice_arrays(self, target, start, stop):
+        """numpy copies of the weight's columns [start, stop) and of that slice's A and B."""
+        return self.weight[:, start:stop].numpy(), self.lora_A[target].numpy(), self.lora_B[target].numpy()
+
+    def set_columns(self, start, stop, values):
+        """weight[:, start:stop] = values (numpy), in place."""
+        columns = jt.array(values.astype(np.float32))
+        self.weight.update(self.weight.setitem((slice(None), slice(start, stop)), columns))
+
+    def switch_to_parallel(self):
+        """JELLY seq2par switch: A <- A W_s on every slice; returns this layer's adapter parameters."""
+        if self.merged:
+            raise RuntimeError("unmerge the adapters before switching JELLY to parallel mode")
+        for target, (start, stop) in self.slices.items():
+            lora_a = self.lora_A[target]
+            lora_a.update(lora_a @ self.weight[:, start:stop].t())
+        self.mode = "parallel"
+        return list(self.lora_A.values()) + list(self.lora_B.values())
+
+
+def conv1d_for(config, adapter_config, layer):
+    """The AdaptedConv1D for `layer` of a block ("attn.c_attn", "mlp.c_fc", ...), with its adapted slices."""
+    d_in, d_out = layer_shapes(config)[layer]
+    slices = [s for s in adapted_slices(config, adapter_config) if s.layer == layer]
+    return AdaptedConv1D(d_in, d_out, adapter_config, slices)
+
+
+def adapted_layers(model):
+    return [m for m in model.modules() if isinstance(m, AdaptedConv1D) and m.slices]
+
+
+def is_adapter_parameter(name):
+    return ".lora_A." in name or ".lora_B." in name
+
+
+def mark_only_adapter_as_trainable(model):
+    """Freeze everything but the adapters; with no adapter (lora_dim 0) everything trains."""
+    full = not adapted_layers(model)
+    for name, param in model.named_parameters():
+        param.requires_grad = full or is_adapter_parameter(name)
+
+
+def adapter_state_dict(model):
+    """The trained tensors in checkpoint names: the adapters, or every tensor for full fine-tuning."""
+    state = model.state_dict()
+    if not adapted_layers(model):
+        return state
+    return {name: tensor for name, tensor in state.items() if is_adapter_parameter(name)}
+
+
+def merge_adapters(model):
+    for layer in adapted_layers(model):
+        layer.merge()
+
+
+def unmerge_adapters(model):
+    for layer in adapted_layers(model):
+        layer.unmerge()
+
+
+def is_merged(model):
+    return any(layer.merged for layer in adapted_layers(model))
+
+
+def adapter_mode(model):
+    """'full' (no adapters), 'parallel' or 'sequential'."""
+    modes = {layer.mode for layer in adapted_layers(model)}
+    if len(modes) > 1:
+        raise RuntimeError(f"adapters are in different modes: {sorted(modes)}")
+    return modes.pop() if modes else "full"
+
+
+def switch_to_parallel(model):
+    """JELLY seq2par: re-parameterise every sequential adapter to parallel (A <- A W); the output is unchanged.
+
+    Returns the adapter parameters (A and B) whose optimizer moments must be reset. The parameter objects
+    stay the same, so the optimizer keeps them; A changes shape where the layer is not square.
+    """
+    if adapter_mode(model) != "sequential":
+        raise RuntimeError(f"switch_to_parallel needs sequential JELLY adapters, the model is {adapter_mode(model)}")
+    return [param for layer in adapted_layers(model) for param in layer.switch_to_parallel()]

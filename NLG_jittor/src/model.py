@@ -1,0 +1,176 @@
+"""GPT-2 language model with LoRA / JELLY adapters (Jittor).
+
+Parameter names are the framework-neutral checkpoint names (common_data.checkpoint): Hugging Face GPT2Model
+names without the "transformer." prefix, Conv1D weights [d_in, d_out], LM head tied to wte.
+"""
+import math
+
+import jittor as jt
+import numpy as np
+from jittor import nn
+
+from common_data.init_params import init_adapter_params, init_base_params
+from NLG_jittor.src.adapters import adapter_mode, adapter_state_dict, conv1d_for, is_merged
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, is_causal=False):
+    """softmax(q k^T / sqrt(head_dim)) v over the keys where attn_mask (bool, [L, S]) is True, as torch's
+    F.scaled_dot_product_attention."""
+    if is_causal:
+        attn_mask = jt.ones((query.shape[2], key.shape[2]), dtype="bool").tril()
+    scores = query @ key.transpose(2, 3) / math.sqrt(query.shape[-1])
+    scores = jt.ternary(attn_mask.broadcast(scores.shape), scores, jt.array(-math.inf).broadcast(scores.shape))
+    return nn.softmax(scores, dim=-1) @ value
+
+
+def log_sum_exp(logits):
+    """log sum exp over the last axis, summed in float64; no gradient flows through the shift by the maximum."""
+    peak = logits.max(dim=-1, keepdims=True).stop_grad()
+    return peak.squeeze(-1) + (logits - peak).exp().float64().sum(dim=-1).log().float32()
+
+
+def gelu_tanh(x):
+    """GPT-2's gelu_new: the tanh approximation of GELU, as torch's F.gelu(x, approximate="tanh")."""
+    return 0.5 * x * (1.0 + jt.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config, adapter_config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = conv1d_for(config, adapter_config, "attn.c_attn")
+        self.c_proj = conv1d_for(config, adapter_config, "attn.c_proj")
+
+    def execute(self, x, past=None):
+        batch, length, width = x.shape
+        q, k, v = self.c_attn(x).split(width, dim=2)
+        q = q.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
+        k = k.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
+        v = v.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
+        if past is None:
+            y = scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            k = jt.concat([past[0], k], dim=2)
+            v = jt.concat([past[1], v], dim=2)
+            # the new queries follow the cached positions: query i sees keys 0 .. past_length + i
+            mask = jt.ones((length, k.shape[2]), dtype="bool").tril(k.shape[2] - length)
+            y = scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).view(batch, length, width)
+        return self.c_proj(y), (k, v)
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config, adapter_config):
+        super().__init__()
+        self.c_fc = conv1d_for(config, adapter_config, "mlp.c_fc")
+        self.c_proj = conv1d_for(config, adapter_config, "mlp.c_proj")
+
+    def execute(self, x):
+        return self.c_proj(gelu_tanh(self.c_fc(x)))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config, adapter_config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config, adapter_config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config, adapter_config)
+
+    def execute(self, x, past=None):
+        attn_out, present = self.attn(self.ln_1(x), past)
+        x = x + attn_out
+        x = x + self.mlp(self.ln_2(x))
+        return x, present
+
+
+class GPT2LMModel(nn.Module):
+    """GPT-2 with its LM head.
+
+    The base weights are base_arrays (e.g. a pretrained checkpoint, in checkpoint names) or, when None,
+    GPT-2's initialisation; the adapters start from common_data.init_params with `seed`.
+    """
+
+    def __init__(self, config, adapter, seed=0, base_arrays=None):
+        super().__init__()
+        self.config = config
+        self.adapter = adapter
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.h = nn.ModuleList([Block(config, adapter) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        if base_arrays is None:
+            base_arrays = init_base_params(config, seed)
+        self.load_arrays({**base_arrays, **init_adapter_params(config, adapter, seed)})
+
+    def execute(self, input_ids, targets=None, loss_mask=None, label_smooth=0.0, past_key_values=None,
+                use_cache=False):
+        """(logits [B, L, V], None) without targets, (None, loss) with them.
+
+        past_key_values: a list of (k, v) per layer, each [B, n_head, past_length, head_dim], from an earlier
+        call; with use_cache=True the result gains a third item, that list extended by input_ids.
+        Padding goes at the right: the causal mask keeps real tokens from seeing it.
+        """
+        past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        positions = jt.arange(past_length, past_length + input_ids.shape[1])
+        x = self.wte(input_ids) + self.wpe(positions)
+        presents = []
+        for i, block in enumerate(self.h):
+            x, present = block(x, None if past_key_values is None else past_key_values[i])
+            presents.append(present)
+        x = self.ln_f(x)
+        if targets is None:
+            # x wte^T; matmul_transpose lets oneDNN read wte transposed instead of copying wte.t()
+            logits, loss = nn.matmul_transpose(x, self.wte.weight), None
+        else:
+            logits, loss = None, self.lm_loss(x, targets, loss_mask, label_smooth)
+        return (logits, loss, presents) if use_cache else (logits, loss)
+
+    def lm_loss(self, hidden, targets, loss_mask, label_smooth):
+        """Mean over loss_mask of (1 - ls) * nll + ls * (mean over the vocabulary of -log p).
+
+        Logits are computed only where loss_mask != 0 (the loss is the same, the work is less); the sum is
+        divided by loss_mask.sum() + 1e-4 as microsoft/LoRA does.
+        """
+        if loss_mask is None:
+            loss_mask = jt.ones(targets.shape, dtype=hidden.dtype)
+        weights = loss_mask.reshape(-1)
+        keep = weights != 0
+        hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
+        logits = nn.matmul_transpose(hidden, self.wte.weight)
+        # -log p = logsumexp - logit, as log_softmax computes it, but with no sum over the vocabulary in the
+        # backward pass: Jittor sums in the input's precision one element after another, which there loses
+        # ~1e-3 of the gradient under label smoothing; the forward sums run in float64
+        log_normalizer = log_sum_exp(logits)
+        nll = log_normalizer - logits.gather(1, targets.reshape(-1)[keep].unsqueeze(1)).squeeze(1)
+        smooth = log_normalizer - logits.float64().mean(dim=-1).float32()
+        per_token = (1.0 - label_smooth) * nll + label_smooth * smooth
+        return (per_token * weights[keep]).sum() / (weights.sum() + 0.0001)
+
+    def load_arrays(self, arrays, strict=True):
+        """Copy numpy arrays (checkpoint names) into the parameters.
+
+        strict: the names must be exactly this model's; otherwise a subset will do. Unknown names and wrong
+        shapes always stop with an error naming the tensor.
+        """
+        params = dict(self.named_parameters())
+        unknown = sorted(set(arrays) - set(params))
+        missing = sorted(set(params) - set(arrays)) if strict else []
+        if unknown or missing:
+            raise KeyError(f"tensors not in this model: {unknown[:5]}; tensors missing: {missing[:5]}")
+        for name, array in arrays.items():
+            if tuple(array.shape) != tuple(params[name].shape):
+                raise ValueError(f"tensor {name} has shape {tuple(array.shape)}, the model's is "
+                                 f"{tuple(params[name].shape)} (adapter mode {adapter_mode(self)})")
+        for name, array in arrays.items():
+            params[name].update(jt.array(np.asarray(array, dtype=np.float32)))
+
+    def to_arrays(self, adapter_only=False):
+        """float32 numpy arrays in checkpoint names: all, or the trained ones (see adapter_state_dict)."""
+        if is_merged(self):
+            raise RuntimeError("the adapters are merged into the weights: unmerge_adapters(model) first")
+        tensors = adapter_state_dict(self) if adapter_only else self.state_dict()
+        return {name: tensor.float32().numpy().copy() for name, tensor in tensors.items()}

@@ -1,0 +1,89 @@
+"""AdamW with microsoft/LoRA's update rule (its examples/NLG/src/optimizer.py), which differs from
+jittor.optim.AdamW in two places: epsilon is added to sqrt(v) before the bias correction (folded into
+the step size), and the decoupled weight decay shrinks the weights after the Adam update.
+
+    m <- b1 m + (1 - b1) g          v <- b2 v + (1 - b2) g^2
+    step_size = lr * sqrt(1 - b2^t) / (1 - b1^t)   (lr without --correct_bias)
+    p <- p - step_size * m / (sqrt(v) + eps)
+    p <- p - lr * weight_decay * p
+
+Gradients come from Jittor's Optimizer: backward(loss) adds the gradients of the trainable parameters
+(averaged over MPI ranks), clip_grad_norm(max_norm) scales them as torch's clip_grad_norm_, and step()
+ends with zero_grad(), as every Jittor optimizer does.
+"""
+import math
+
+import jittor as jt
+
+
+class AdamW(jt.optim.Optimizer):
+
+    def __init__(self, params, lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.0, correct_bias=True):
+        if lr < 0.0 or eps < 0.0 or not all(0.0 <= beta < 1.0 for beta in betas):
+            raise ValueError(f"AdamW: invalid lr {lr}, betas {betas} or eps {eps}")
+        super().__init__(params, lr)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=correct_bias)
+        self.param_groups = [{**defaults, **group} for group in self.param_groups]
+        # keyed by id(param): a jt.Var is not hashable
+        self.state = {}
+
+    def step(self, loss=None):
+        """One update with the gradients gathered since the last step (and those of `loss`, if given)."""
+        self.pre_step(loss)
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param, grad in zip(group["params"], group.get("grads", [])):
+                if param.is_stop_grad():
+                    continue
+                state = self.state.setdefault(id(param), {})
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = jt.zeros_like(param).stop_grad()
+                    state["exp_avg_sq"] = jt.zeros_like(param).stop_grad()
+                state["step"] += 1
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.update(exp_avg * beta1 + (1.0 - beta1) * grad)
+                exp_avg_sq.update(exp_avg_sq * beta2 + (1.0 - beta2) * grad * grad)
+                step_size = group["lr"]
+                if group["correct_bias"]:
+                    step_size *= math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
+                param.update(param - step_size * (exp_avg / (exp_avg_sq.sqrt() + group["eps"])))
+                if group["weight_decay"] > 0.0:
+                    param.update(param - group["lr"] * group["weight_decay"] * param)
+        self.post_step()
+
+    def reset_state(self, params):
+        """Forget the moments and step count of `params` (JELLY's switch to parallel)."""
+        for param in params:
+            self.state.pop(id(param), None)
+
+    def state_arrays(self, named_params):
+        """The moments as float32 numpy arrays ('exp_avg.NAME', 'exp_avg_sq.NAME') and {NAME: step count}."""
+        arrays, steps = {}, {}
+        for name, param in named_params.items():
+            state = self.state.get(id(param))
+            if state:
+                arrays[f"exp_avg.{name}"] = state["exp_avg"].float32().numpy().copy()
+                arrays[f"exp_avg_sq.{name}"] = state["exp_avg_sq"].float32().numpy().copy()
+                steps[name] = state["step"]
+        return arrays, steps
+
+    def load_state_arrays(self, named_params, arrays, steps):
+        """Restore what state_arrays() returned; parameters it does not list start afresh."""
+        self.state.clear()
+        for name, step in steps.items():
+            param = named_params[name]
+            self.state[id(param)] = {
+                "step": step,
+                "exp_avg": jt.array(arrays[f"exp_avg.{name}"]).cast(param.dtype).stop_grad(),
+                "exp_avg_sq": jt.array(arrays[f"exp_avg_sq.{name}"]).cast(param.dtype).stop_grad(),
+            }
+
+    def set_lr(self, lr):
+        for group in self.param_groups:
+            group["lr"] = lr
+
+
+def adamw_from_args(params, args):
+    return AdamW(params, lr=args.lr, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epislon,
+                 weight_decay=args.weight_decay, correct_bias=args.correct_bias)
