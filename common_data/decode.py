@@ -1,0 +1,140 @@
+"""gpt2_decode.py: beam-search token ids -> reference and prediction text files for the official scorers.
+
+microsoft/LoRA's examples/NLG/src/gpt2_decode.py, same flags, same output:
+- the references of a context are the completions of the --input_file rows with that exact context string,
+  grouped in order of first appearance; each is cut at "<|endoftext|>" and at the first blank line ("\\n\\n")
+  and stripped;
+- the prediction of a context is its row's "predict" ids in --sample_file (the last one read, when several
+  rows share a context), decoded with the GPT-2 vocabulary and cut the same way;
+- --ref_type e2e writes every group's references, one a line, a blank line after each group, to
+  --output_ref_file; webnlg / dart write --ref_num files reference0 .. reference{N-1} into the folder
+  --output_ref_file, line i holding reference k of context i (its first one where it has fewer);
+  --output_pred_file holds one prediction a line;
+- --lower lowercases, then --tokenize splits every non-word character off as its own token.
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from common_data.atomic import atomic_open
+from common_data.encoding import VOCAB_FILES, decode, load_tokenizer
+from common_data.errors import DataFormatError
+from common_data.jsonl import read_jsonl
+
+END_OF_TEXT = "<|endoftext|>"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Decode gpt2_beam.py predictions into reference and prediction files "
+                    "(microsoft/LoRA's gpt2_decode.py flags).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--vocab", default=None,
+                        help="folder with the GPT-2 vocab.json and merges.txt (default: ../shared/vocab or the "
+                             "downloaded copy)")
+    parser.add_argument("--sample_file", required=True, help="gpt2_beam.py output: JSON lines {id, predict}")
+    parser.add_argument("--input_file", required=True,
+                        help="the formatted rows that were decoded: JSON lines {context, completion} (text)")
+    parser.add_argument("--output_ref_file", required=True,
+                        help="e2e: reference file; webnlg / dart: folder for reference0 .. reference{N-1}")
+    parser.add_argument("--output_pred_file", required=True, help="prediction file, one line per context")
+    parser.add_argument("--ref_type", default="e2e", choices=["e2e", "webnlg", "dart"],
+                        help="e2e: grouped references in one file; webnlg / dart: one file per reference")
+    parser.add_argument("--ref_num", default=4, type=int, help="webnlg / dart: number of reference files")
+    parser.add_argument("--tokenize", action="store_true", help="split non-word characters off as tokens")
+    parser.add_argument("--lower", action="store_true", help="lowercase")
+    return parser
+
+
+def cut(text):
+    """The text before <|endoftext|> and before the first blank line, stripped."""
+    return text.split(END_OF_TEXT)[0].split("\n\n")[0].strip()
+
+
+def tokenize_words(text):
+    """Every non-word character a token of its own, tokens separated by single spaces."""
+    return " ".join(" ".join(re.split(r"(\W)", text)).split())
+
+
+def post_process(text, tokenize, lower):
+    if lower:
+        text = text.lower()
+    return tokenize_words(text) if tokenize else text
+
+
+def tokenizer_from(folder):
+    """GPT-2's tokenizer from a vocabulary folder, or the default one (folder None)."""
+    if folder is not None:
+        missing = [name for name in VOCAB_FILES if not (Path(folder) / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: no {' or '.join(missing)} (the GPT-2 vocabulary: microsoft/LoRA's "
+                                    "encoder.json and vocab.bpe under these names)")
+    return load_tokenizer(folder)
+
+
+def reference_groups(input_file):
+    """(contexts of the rows in order, {context: [references]} in order of first appearance)."""
+    rows = read_jsonl(input_file, required_keys=("context", "completion"))
+    contexts = [row["context"] for row in rows]
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["context"], []).append(cut(row["completion"]))
+    return contexts, groups
+
+
+def predictions(sample_file, contexts, tokenizer):
+    """{context: decoded prediction}; a later row of the same context replaces an earlier one."""
+    texts = {}
+    vocab_size = tokenizer.get_vocab_size()
+    for line, row in enumerate(read_jsonl(sample_file, required_keys=("id", "predict")), start=1):
+        index, ids = row["id"], row["predict"]
+        if type(index) is not int or not 0 <= index < len(contexts):
+            raise DataFormatError(sample_file, f"line {line}", f"id {index!r} is not a row of the input file "
+                                                               f"(0 .. {len(contexts) - 1})")
+        if not isinstance(ids, list) or not all(type(i) is int and 0 <= i < vocab_size for i in ids):
+            raise DataFormatError(sample_file, f"line {line}", f"predict is not a list of token ids below {vocab_size}")
+        texts[contexts[index]] = cut(decode(ids, tokenizer))
+    return texts
+
+
+def write_lines(path, lines):
+    with atomic_open(path) as handle:
+        handle.writelines(line + "\n" for line in lines)
+
+
+def write_outputs(groups, texts, args):
+    def clean(text):
+        return post_process(text, args.tokenize, args.lower)
+
+    references = list(groups.values())
+    if args.ref_type == "e2e":
+        write_lines(args.output_ref_file, [line for refs in references for line in [*map(clean, refs), ""]])
+    else:
+        for number in range(args.ref_num):
+            write_lines(Path(args.output_ref_file) / f"reference{number}",
+                        [clean(refs[number] if number < len(refs) else refs[0]) for refs in references])
+    write_lines(args.output_pred_file, [clean(texts[context]) for context in groups])
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.ref_num < 1:
+        parser.error(f"--ref_num must be at least 1, got {args.ref_num}")
+    try:
+        tokenizer = tokenizer_from(args.vocab)
+        contexts, groups = reference_groups(args.input_file)
+        texts = predictions(args.sample_file, contexts, tokenizer)
+        missing = [context for context in groups if context not in texts]
+        if missing:
+            raise DataFormatError(args.sample_file, f"{len(missing)} of {len(groups)} contexts",
+                                  f"no prediction, e.g. for the context {json.dumps(missing[0])}")
+        write_outputs(groups, texts, args)
+    except (ValueError, OSError) as error:
+        print(f"gpt2_decode.py: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(groups)} contexts, {sum(map(len, groups.values()))} references; wrote {args.output_pred_file} "
+          f"and {args.output_ref_file}")
+    return 0
