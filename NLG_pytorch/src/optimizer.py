@@ -1,0 +1,80 @@
+"""AdamW with microsoft/LoRA's update rule (its examples/NLG/src/optimizer.py), which differs from
+torch.optim.AdamW in two places: epsilon is added to sqrt(v) before the bias correction (folded into
+the step size), and the decoupled weight decay shrinks the weights after the Adam update.
+
+    m <- b1 m + (1 - b1) g          v <- b2 v + (1 - b2) g^2
+    step_size = lr * sqrt(1 - b2^t) / (1 - b1^t)   (lr without --correct_bias)
+    p <- p - step_size * m / (sqrt(v) + eps)
+    p <- p - lr * weight_decay * p
+"""
+import math
+
+import torch
+
+
+class AdamW(torch.optim.Optimizer):
+
+    def __init__(self, params, lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.0, correct_bias=True):
+        if lr < 0.0 or eps < 0.0 or not all(0.0 <= beta < 1.0 for beta in betas):
+            raise ValueError(f"AdamW: invalid lr {lr}, betas {betas} or eps {eps}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      correct_bias=correct_bias))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state["step"] += 1
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(param.grad, alpha=1.0 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(param.grad, param.grad, value=1.0 - beta2)
+                step_size = group["lr"]
+                if group["correct_bias"]:
+                    step_size *= math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
+                param.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(group["eps"]), value=-step_size)
+                if group["weight_decay"] > 0.0:
+                    param.add_(param, alpha=-group["lr"] * group["weight_decay"])
+
+    def reset_state(self, params):
+        """Forget the moments and step count of `params` (JELLY's switch to parallel)."""
+        for param in params:
+            self.state.pop(param, None)
+
+    def state_arrays(self, named_params):
+        """The moments as float32 numpy arrays ('exp_avg.NAME', 'exp_avg_sq.NAME') and {NAME: step count}."""
+        arrays, steps = {}, {}
+        for name, param in named_params.items():
+            state = self.state.get(param)
+            if state:
+                arrays[f"exp_avg.{name}"] = state["exp_avg"].float().cpu().numpy().copy()
+                arrays[f"exp_avg_sq.{name}"] = state["exp_avg_sq"].float().cpu().numpy().copy()
+                steps[name] = state["step"]
+        return arrays, steps
+
+    def load_state_arrays(self, named_params, arrays, steps):
+        """Restore what state_arrays() returned; parameters it does not list start afresh."""
+        self.state.clear()
+        for name, step in steps.items():
+            param = named_params[name]
+            self.state[param] = {
+                "step": step,
+                "exp_avg": torch.tensor(arrays[f"exp_avg.{name}"], dtype=param.dtype, device=param.device),
+                "exp_avg_sq": torch.tensor(arrays[f"exp_avg_sq.{name}"], dtype=param.dtype, device=param.device),
+            }
+
+    def set_lr(self, lr):
+        for group in self.param_groups:
+            group["lr"] = lr
+
+
+def adamw_from_args(params, args):
+    return AdamW(params, lr=args.lr, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epislon,
+                 weight_decay=args.weight_decay, correct_bias=args.correct_bias)

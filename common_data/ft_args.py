@@ -1,0 +1,128 @@
+"""The command line of gpt2_ft.py, shared by the PyTorch and the Jittor trainer.
+
+The flags of microsoft/LoRA's examples/NLG/src/gpt2_ft.py (with the helpers of its optimizer.py and
+gpu.py) keep their names, types and defaults, so that its documented command lines run unchanged;
+note that those defaults are not the recipe (the recipe passes --lr 0.0002 --correct_bias
+--adam_beta2 0.999 --warmup_step 500 ...). Our own flags follow in their own groups.
+"""
+import argparse
+import os
+
+from common_data.batching import BatchConfig
+from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
+from common_data.schedule import SCHEDULERS
+
+
+def comma_list(text):
+    """'q,v' -> ('q', 'v')."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Fine-tune GPT-2 with LoRA or JELLY adapters (microsoft/LoRA's gpt2_ft.py flags).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Steps count batches of --train_batch_size examples, as in microsoft/LoRA: the learning-rate "
+               "schedule advances every batch and the optimizer updates every --grad_acc batches. "
+               "Under torchrun (or mpirun for Jittor) --train_batch_size is the global batch, split across ranks, "
+               "so the losses do not depend on the number of processes.",
+    )
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_data", required=True, help="encoded training set (JSON lines of token ids)")
+    data.add_argument("--valid_data", required=True, help="encoded validation set (JSON lines of token ids)")
+    data.add_argument("--train_batch_size", type=int, default=8, help="training batch size (global over all ranks)")
+    data.add_argument("--valid_batch_size", type=int, default=4, help="validation batch size (global over all ranks)")
+    data.add_argument("--seq_len", type=int, default=512, help="longest sequence; longer examples are truncated")
+    data.add_argument("--pad_multiple", type=int, default=BatchConfig.pad_multiple,
+                      help="pad each batch to the next multiple of this length (1 = no extra padding)")
+    data.add_argument("--pad_to_seq_len", action="store_true",
+                      help="pad every sequence to --seq_len as microsoft/LoRA does (to benchmark the original "
+                           "configuration; the loss is the same)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_card", default="gpt2.md", choices=sorted(MODEL_CARDS), help="model size")
+    model.add_argument("--init_checkpoint", default=None,
+                       help="pretrained base weights (safetensors in the checkpoint layout, see model_process.py); "
+                            "without it the base is randomly initialised from --random_seed")
+    model.add_argument("--lora_dim", type=int, default=0, help="adapter rank r (0 = full fine-tuning, no adapter)")
+    model.add_argument("--lora_alpha", type=int, default=128, help="adapter alpha (scale = alpha / r)")
+    model.add_argument("--lora_dropout", type=float, default=0.0, help="dropout probability on the adapter input")
+    model.add_argument("--adapter", default="lora", choices=ADAPTERS, help="adapter kind")
+    model.add_argument("--lora_targets", type=comma_list, default="q,v",
+                       help=f"comma-separated layers to adapt, from {', '.join(ADAPTER_TARGETS)}")
+    model.add_argument("--jelly_mode", default="seq2par", choices=JELLY_MODES,
+                       help="JELLY adapter placement: parallel (= LoRA), sequential, or sequential switched to "
+                            "parallel at --switch_epoch / --switch_step")
+    model.add_argument("--switch_epoch", type=float, default=None,
+                       help="seq2par: switch to parallel after this many epochs (fractions allowed)")
+    model.add_argument("--switch_step", type=int, default=None, help="seq2par: switch to parallel after this step")
+
+    optim = parser.add_argument_group("optimizer and schedule (microsoft/LoRA optimizer.py)")
+    optim.add_argument("--lr", type=float, default=0.00001, help="learning rate")
+    optim.add_argument("--weight_decay", type=float, default=0.01, help="weight decay rate")
+    optim.add_argument("--correct_bias", action="store_true", help="correct the Adam bias terms")
+    optim.add_argument("--adam_epislon", type=float, default=1e-6, help="Adam epsilon (microsoft/LoRA's spelling)")
+    optim.add_argument("--adam_beta1", type=float, default=0.9, help="Adam beta1")
+    optim.add_argument("--adam_beta2", type=float, default=0.98, help="Adam beta2")
+    optim.add_argument("--scheduler", default="linear", choices=SCHEDULERS, help="learning-rate schedule")
+    optim.add_argument("--warmup_step", type=int, default=0, help="linear warm-up steps")
+    optim.add_argument("--max_step", type=int, default=None,
+                       help="stop after this step; without it, after --max_epoch epochs")
+    optim.add_argument("--max_epoch", type=int, default=None, help="stop after this many epochs")
+    optim.add_argument("--grad_acc", type=int, default=1, help="gradient accumulation steps")
+    optim.add_argument("--clip", type=float, default=0.0, help="clip the gradient norm to this (0 = off)")
+    optim.add_argument("--label_smooth", type=float, default=0.0, help="label smoothing")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--work_dir", type=str, default=os.getenv("PT_OUTPUT_DIR", "gpt2_model"),
+                     help="folder for checkpoints, metrics.jsonl and run.json")
+    run.add_argument("--random_seed", type=int, default=10, help="seed of the initial weights, data order and dropout")
+    run.add_argument("--log_interval", type=int, default=100, help="print the training loss every this many steps")
+    run.add_argument("--eval_interval", type=int, default=2000, help="evaluate on --valid_data every this many steps")
+    run.add_argument("--save_interval", type=int, default=500, help="save a checkpoint every this many steps")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the newest complete checkpoint in --work_dir")
+    precision = run.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="float16 autocast with loss scaling")
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    run.add_argument("--platform", default="local", choices=["local"],
+                     help="accepted for microsoft/LoRA command lines; ranks come from torchrun's environment")
+    run.add_argument("--local_rank", "--local-rank", type=int, default=0,
+                     help="accepted for torch.distributed.launch; LOCAL_RANK from the environment wins")
+    return parser
+
+
+def check_args(parser, args):
+    """Reject combinations that cannot run, naming the flag."""
+    for name in ("train_batch_size", "valid_batch_size", "seq_len", "pad_multiple", "grad_acc",
+                 "log_interval", "eval_interval", "save_interval"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    positions = MODEL_CARDS[args.model_card].n_positions
+    if args.seq_len > positions:
+        parser.error(f"--seq_len {args.seq_len} is longer than the {positions} positions of {args.model_card}")
+    if args.save_interval % args.grad_acc:
+        parser.error(f"--save_interval {args.save_interval} must be a multiple of --grad_acc {args.grad_acc}, "
+                     "so that checkpoints fall between optimizer updates")
+    if args.max_step is None and args.max_epoch is None:
+        parser.error("give --max_epoch or --max_step")
+    unknown = [target for target in args.lora_targets if target not in ADAPTER_TARGETS]
+    if unknown or not args.lora_targets:
+        parser.error(f"--lora_targets: unknown {unknown}, choose from {', '.join(ADAPTER_TARGETS)}")
+    switching = args.switch_epoch is not None or args.switch_step is not None
+    if args.switch_epoch is not None and args.switch_step is not None:
+        parser.error("give --switch_epoch or --switch_step, not both")
+    if switching and not (args.adapter == "jelly" and args.jelly_mode == "seq2par" and args.lora_dim > 0):
+        parser.error("--switch_epoch / --switch_step need --adapter jelly --jelly_mode seq2par and --lora_dim > 0")
+    if args.adapter == "jelly" and args.jelly_mode == "seq2par" and args.lora_dim > 0 and not switching:
+        parser.error("--jelly_mode seq2par needs --switch_epoch or --switch_step")
+    if (args.switch_epoch or 0) < 0 or (args.switch_step or 0) < 0:
+        parser.error("--switch_epoch / --switch_step must not be negative")
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    return args

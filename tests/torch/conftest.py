@@ -1,0 +1,16 @@
+import pytest
+
+from common_data.encoding import encode_rows, load_tokenizer
+from common_data.jsonl import read_jsonl, write_jsonl
+
+
+@pytest.fixture(scope="session")
+def e2e_encoded(shared, tmp_path_factory):
+    """A small encoded E2E training and validation file (the first 400 and the last 24 rows of the 18%
+    training sample), made with the data pipeline's encoder so that tests need no `make data`."""
+    rows = read_jsonl(shared / "datasets/e2e/train_sampled18_formatted.jsonl")
+    tokenizer = load_tokenizer(shared / "vocab")
+    folder = tmp_path_factory.mktemp("e2e_encoded")
+    write_jsonl(folder / "train.jsonl", encode_rows(rows[:400], tokenizer))
+    write_jsonl(folder / "valid.jsonl", encode_rows(rows[-24:], tokenizer))
+    return {"train": folder / "train.jsonl", "valid": folder / "valid.jsonl"}

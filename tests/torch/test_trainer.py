@@ -1,0 +1,180 @@
+"""gpt2_ft.py on gpt2.tiny over a slice of E2E: learning, checkpoints, JELLY switch, resume, NaN stop, precision."""
+import json
+
+import numpy as np
+import pytest
+
+from common_data.checkpoint import load_model_checkpoint, load_tensors
+from common_data.resume import newest_resumable_step
+from common_data.runlog import AdapterLine, EvalLine, TrainLine, parse_line, read_metrics
+from common_data.schedule import learning_rate
+from NLG_pytorch.src import gpt2_ft
+
+
+def train(data, work_dir, *flags):
+    """Run gpt2_ft.main in this process; returns its exit status."""
+    return gpt2_ft.main([
+        "--train_data", str(data["train"]), "--valid_data", str(data["valid"]), "--model_card", "gpt2.tiny",
+        "--work_dir", str(work_dir), "--train_batch_size", "8", "--valid_batch_size", "8", "--random_seed", "3",
+        "--correct_bias", "--adam_beta2", "0.999", "--log_interval", "1", "--eval_interval", "1000", *flags])
+
+
+def events(work_dir, kind):
+    return [event for event in read_metrics(work_dir / "metrics.jsonl") if event["event"] == kind]
+
+
+def console_records(text):
+    return [record for record in map(parse_line, text.splitlines()) if record is not None]
+
+
+def test_full_fine_tuning_lowers_the_loss_clearly(e2e_encoded, tmp_path):
+    # a randomly initialised gpt2.tiny: the loss starts near ln(50257) = 10.8
+    assert train(e2e_encoded, tmp_path, "--lora_dim", "0", "--lr", "0.003", "--warmup_step", "5",
+                 "--max_step", "40", "--log_interval", "5", "--save_interval", "40", "--eval_interval", "40") == 0
+    averages = [event["avg_loss"] for event in events(tmp_path, "train")]
+    assert len(averages) == 8
+    assert averages[0] > 10.0
+    assert averages[-1] < 6.5
+    (evaluation,) = events(tmp_path, "eval")
+    assert evaluation["valid_loss"] < 6.5
+
+    arrays, metadata = load_model_checkpoint(tmp_path / "model.40.safetensors")
+    assert "wte.weight" in arrays and "h.3.mlp.c_fc.weight" in arrays
+    assert (metadata["step"], metadata["adapter_mode"]) == (40, "full")
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert (run["status"], run["final_step"], run["args"]["lora_dim"]) == ("finished", 40, 0)
+    assert {"setup", "train", "eval", "save"} <= set(run["phases_s"])
+    assert run["framework"]["name"] == "torch" and run["peak_memory"]["bytes"] > 0
+
+
+def test_lora_run_logs_like_microsoft_lora_and_saves_adapters_only(e2e_encoded, tmp_path, capsys):
+    assert train(e2e_encoded, tmp_path, "--lora_dim", "4", "--lora_alpha", "32", "--lr", "0.0002",
+                 "--warmup_step", "2", "--max_step", "6", "--save_interval", "3", "--eval_interval", "6") == 0
+    records = console_records(capsys.readouterr().out)
+    assert records[0] == AdapterLine("lora", "parallel", 0)
+    train_lines = [record for record in records if isinstance(record, TrainLine)]
+    assert [line.step for line in train_lines] == [1, 2, 3, 4, 5, 6]
+    assert [f"{line.lr:.3g}" for line in train_lines] == \
+        [f"{learning_rate(step, 2e-4, 'linear', 2, 6):.3g}" for step in range(1, 7)]
+    assert ("checkpoint", {"path": str(tmp_path / "model.3.safetensors")}) in records
+    assert [(record.index, record.step) for record in records if isinstance(record, EvalLine)] == [(1, 6)]
+    assert [event["event"] for event in read_metrics(tmp_path / "metrics.jsonl")] == \
+        ["start"] + ["train"] * 3 + ["checkpoint"] + ["train"] * 3 + ["eval", "checkpoint", "end"]
+
+    arrays, metadata = load_model_checkpoint(tmp_path / "model.3.safetensors")
+    assert len(arrays) == 4 * 2 * 2  # layers x (q, v) x (A, B)
+    assert all(".lora_A." in name or ".lora_B." in name for name in arrays)
+    assert arrays["h.0.attn.c_attn.lora_A.q"].shape == (4, 256)
+    assert metadata["step"] == 3 and metadata["adapter_config"]["lora_dim"] == 4
+    assert json.loads((tmp_path / "model.3.json").read_text()) == metadata
+    trainer_arrays, trainer_metadata = load_tensors(tmp_path / "trainer.3.safetensors")
+    assert set(trainer_metadata["optimizer_steps"].values()) == {3}
+    assert "rng.torch.0" in trainer_arrays and "exp_avg.h.2.attn.c_attn.lora_B.v" in trainer_arrays
+
+
+def test_jelly_switches_at_a_fractional_epoch_and_resets_the_adapter_moments(e2e_encoded, tmp_path, capsys):
+    # 400 examples / 8 = 50 batches an epoch: 0.1 epoch is step 5
+    assert train(e2e_encoded, tmp_path, "--adapter", "jelly", "--jelly_mode", "seq2par", "--switch_epoch", "0.1",
+                 "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets", "q,v,c_fc", "--lr", "0.001",
+                 "--max_step", "8", "--save_interval", "4") == 0
+    records = console_records(capsys.readouterr().out)
+    adapter_lines = [record for record in records if isinstance(record, AdapterLine)]
+    assert adapter_lines == [AdapterLine("jelly", "sequential", 0), AdapterLine("jelly", "parallel", 5, "sequential")]
+    assert [(event["step"], event["adapter_mode"]) for event in events(tmp_path, "switch")] == [(5, "parallel")]
+    assert [event["adapter_mode"] for event in events(tmp_path, "train")] == ["sequential"] * 5 + ["parallel"] * 3
+
+    before, before_metadata = load_model_checkpoint(tmp_path / "model.4.safetensors")
+    after, after_metadata = load_model_checkpoint(tmp_path / "model.8.safetensors")
+    assert (before_metadata["adapter_mode"], after_metadata["adapter_mode"]) == ("sequential", "parallel")
+    assert before["h.1.mlp.c_fc.lora_A.c_fc"].shape == (4, 1024)  # r x d_out while sequential
+    assert after["h.1.mlp.c_fc.lora_A.c_fc"].shape == (4, 256)  # r x d_in once parallel
+    assert set(load_tensors(tmp_path / "trainer.4.safetensors")[1]["optimizer_steps"].values()) == {4}
+    assert set(load_tensors(tmp_path / "trainer.8.safetensors")[1]["optimizer_steps"].values()) == {3}
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+def test_an_interrupted_and_resumed_run_repeats_the_uninterrupted_one(e2e_encoded, tmp_path, monkeypatch, capsys):
+    # JELLY switching before the checkpoint and adapter dropout: resume must restore mode, moments and RNG
+    flags = ["--adapter", "jelly", "--switch_step", "5", "--lora_dim", "4", "--lora_alpha", "32",
+             "--lora_dropout", "0.1", "--lr", "0.001", "--warmup_step", "3", "--max_step", "12",
+             "--save_interval", "6", "--log_interval", "4", "--eval_interval", "6"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train(e2e_encoded, whole, *flags) == 0
+
+    original = gpt2_ft.Trainer.train_batch
+
+    def crash_in_step_10(trainer, batch):
+        if trainer.progress.step == 9:
+            raise SimulatedCrash
+        return original(trainer, batch)
+
+    monkeypatch.setattr(gpt2_ft.Trainer, "train_batch", crash_in_step_10)
+    with pytest.raises(SimulatedCrash):
+        train(e2e_encoded, parts, *flags)
+    monkeypatch.undo()
+    assert [event["step"] for event in events(parts, "train")] == [4, 8]
+    capsys.readouterr()
+    assert train(e2e_encoded, parts, *flags, "--resume") == 0
+    assert f"resuming from {parts / 'model.6.safetensors'}" in capsys.readouterr().out
+
+    def logged(folder):
+        return [(e["step"], e["epoch"], e["loss"], e["avg_loss"], e["lr"]) for e in events(folder, "train")]
+
+    assert logged(parts) == logged(whole)
+    def evaluated(folder):
+        return [(e["step"], e["valid_loss"], e["best_ppl"]) for e in events(folder, "eval")]
+
+    assert len(evaluated(whole)) == 2 and evaluated(parts) == evaluated(whole)
+    final_parts, _ = load_model_checkpoint(parts / "model.12.safetensors")
+    final_whole, _ = load_model_checkpoint(whole / "model.12.safetensors")
+    assert all(np.array_equal(final_parts[name], final_whole[name]) for name in final_whole)
+    run = json.loads((parts / "run.json").read_text())
+    assert run["resumed_from_step"] == 6 and len(run["previous_runs"]) == 1
+
+
+def test_resume_refuses_a_work_dir_of_another_configuration(e2e_encoded, tmp_path):
+    assert train(e2e_encoded, tmp_path, "--lora_dim", "4", "--max_step", "2", "--save_interval", "2") == 0
+    with pytest.raises(ValueError, match="--lora_dim 4 there, 8 here"):
+        train(e2e_encoded, tmp_path, "--lora_dim", "8", "--max_step", "4", "--save_interval", "2", "--resume")
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(e2e_encoded, tmp_path, capsys):
+    # the update of step 2 runs at lr 5e29: the weights blow up and the loss of step 3 is not finite
+    flags = ["--lora_dim", "4", "--lr", "1e30", "--scheduler", "constant", "--warmup_step", "2",
+             "--save_interval", "1"]
+    assert train(e2e_encoded, tmp_path / "blown", *flags, "--max_step", "6") == 1
+    message = capsys.readouterr().err
+    assert "the training loss is" in message and "at step 3" in message
+    blown = tmp_path / "blown"
+    assert newest_resumable_step(blown) == 2 and not (blown / "model.3.safetensors").exists()
+    run = json.loads((blown / "run.json").read_text())
+    assert run["status"].startswith("stopped") and run["final_step"] == 2
+    assert events(blown, "end")[0]["status"] == run["status"]
+
+    assert train(e2e_encoded, tmp_path / "reference", *flags, "--max_step", "2") == 0
+    kept, _ = load_model_checkpoint(blown / "model.2.safetensors")
+    reference, _ = load_model_checkpoint(tmp_path / "reference" / "model.2.safetensors")
+    assert all(np.array_equal(kept[name], reference[name]) for name in reference)
+
+
+def test_padding_to_seq_len_gives_the_same_losses(e2e_encoded, tmp_path):
+    flags = ["--lora_dim", "4", "--lr", "0.001", "--max_step", "3", "--save_interval", "3", "--seq_len", "128"]
+    assert train(e2e_encoded, tmp_path / "dynamic", *flags) == 0
+    assert train(e2e_encoded, tmp_path / "padded", *flags, "--pad_to_seq_len") == 0
+    dynamic = [event["loss"] for event in events(tmp_path / "dynamic", "train")]
+    padded = [event["loss"] for event in events(tmp_path / "padded", "train")]
+    assert padded == pytest.approx(dynamic, abs=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["--bf16", "--fp16"])
+def test_autocast_trains_close_to_float32(e2e_encoded, tmp_path, precision):
+    flags = ["--lora_dim", "4", "--lr", "0.01", "--max_step", "2", "--save_interval", "2", "--train_batch_size", "2"]
+    assert train(e2e_encoded, tmp_path / "fp32", *flags) == 0
+    assert train(e2e_encoded, tmp_path / "autocast", *flags, precision) == 0
+    reference = [event["loss"] for event in events(tmp_path / "fp32", "train")]
+    autocast = [event["loss"] for event in events(tmp_path / "autocast", "train")]
+    assert autocast == pytest.approx(reference, abs=0.05)
+    assert json.loads((tmp_path / "autocast" / "run.json").read_text())["args"][precision[2:]] is True
