@@ -2,7 +2,7 @@
 RUN := environments/run
 PYTEST := python -m pytest -q
 
-.PHONY: help env data test test-torch test-jittor reproduce clean
+.PHONY: help env data test test-torch test-jittor reproduce bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 reproduce: data  ## the main job (until training lands: the data pipeline, then what is missing)
 	@echo "make reproduce: data prepared in common_data/<dataset>/{formatted,sampled,encoded}."
 	@echo "Not yet available: training, beam search, decoding, evaluation and the alignment report."
+
+bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
+	$(RUN) torch python -m bench $(BENCH_FLAGS)
 
 clean:  ## remove prepared data and caches (keeps the environments)
 	rm -rf common_data/*/formatted common_data/*/sampled common_data/*/encoded .pytest_cache

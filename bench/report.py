@@ -1,0 +1,95 @@
+"""Records of log/bench.json and the figure, from the measurements of python -m bench.
+
+A record: {"task", "impl", "device", "config", "metric", "value", "ratio_to_ours_torch", "samples"}: value is
+the median of the repeats (listed in samples), the ratio is value / ours-torch's value of the same task and
+metric. An implementation that could not run has value null and a "missing" reason.
+"""
+import statistics
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from common_data.atomic import atomic_path
+
+REFERENCE_IMPL = "ours-torch"
+MIB = 2 ** 20
+
+
+def per_second(count):
+    return lambda measurement: measurement["counts"][count] / measurement["seconds"]
+
+
+METRICS = {
+    "train": {
+        "tokens_per_s": per_second("tokens"),
+        "completion_tokens_per_s": per_second("completion_tokens"),
+        "peak_memory_bytes": lambda measurement: measurement["peak_memory_bytes"],
+        "first_loss": lambda measurement: measurement["losses"][0],
+        "mean_loss": lambda measurement: statistics.fmean(measurement["losses"]),
+    },
+    "decode": {
+        "sentences_per_s": per_second("sentences"),
+        "peak_memory_bytes": lambda measurement: measurement["peak_memory_bytes"],
+        "mean_generated_tokens": lambda measurement: (measurement["counts"]["generated_tokens"]
+                                                      / measurement["counts"]["sentences"]),
+    },
+    "eval": {"seconds": lambda measurement: measurement["seconds"]},
+}
+
+
+def build_records(measurements, missing, device, task_configs):
+    """measurements: {(task, impl): [measurement dicts, one per repeat]}; missing: {(task, impl): reason}."""
+    records = []
+    for (task, impl), runs in measurements.items():
+        config = {**task_configs[task], **runs[0]["config"]}
+        for metric, compute in METRICS[task].items():
+            samples = [compute(run) for run in runs]
+            memory = {"memory": runs[0]["memory_kind"]} if metric == "peak_memory_bytes" else {}
+            records.append({"task": task, "impl": impl, "device": device, "config": {**config, **memory},
+                            "metric": metric, "value": statistics.median(samples), "samples": samples})
+    for (task, impl), reason in missing.items():
+        for metric in METRICS[task]:
+            records.append({"task": task, "impl": impl, "device": device, "config": task_configs[task],
+                            "metric": metric, "value": None, "samples": [], "missing": reason})
+    reference = {(r["task"], r["metric"]): r["value"] for r in records if r["impl"] == REFERENCE_IMPL}
+    for record in records:
+        base = reference.get((record["task"], record["metric"]))
+        record["ratio_to_ours_torch"] = record["value"] / base if record["value"] is not None and base else None
+    return records
+
+
+PANELS = (("train", "tokens_per_s", "training: tokens / s", 1),
+          ("train", "peak_memory_bytes", "training: peak memory (MiB)", MIB),
+          ("decode", "sentences_per_s", "decoding: sentences / s", 1),
+          ("eval", "seconds", "scoring the E2E test set: seconds", 1))
+
+
+def plot(records, path, title):
+    """One bar chart per panel: the median of each implementation, the repeats' range, the ratio to ours."""
+    table = pd.DataFrame(records)
+    figure = Figure(figsize=(4.2 * len(PANELS), 4.2))
+    axes = figure.subplots(1, len(PANELS))
+    for axis, (task, metric, label, unit) in zip(axes, PANELS):
+        rows = table[(table.task == task) & (table.metric == metric)] if len(table) else table
+        axis.set_title(label, fontsize=10)
+        if rows.empty:
+            axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+            axis.set_xticks([])
+            continue
+        missing = rows.value.isna().tolist()
+        values = [0.0 if absent else value / unit for absent, value in zip(missing, rows.value)]
+        low = [value - min(samples) / unit if samples else 0.0 for value, samples in zip(values, rows.samples)]
+        high = [max(samples) / unit - value if samples else 0.0 for value, samples in zip(values, rows.samples)]
+        positions = range(len(rows))
+        axis.bar(positions, values, yerr=[low, high], capsize=3,
+                 color=["tab:blue" if impl.startswith("ours") else "tab:gray" for impl in rows.impl])
+        axis.set_xticks(list(positions), list(rows.impl), rotation=30, ha="right", fontsize=9)
+        for position, top, ratio, absent in zip(positions, map(sum, zip(values, high)), rows.ratio_to_ours_torch,
+                                                missing):
+            axis.annotate("missing" if absent else f"{ratio:.2f}x", (position, top), ha="center", va="bottom",
+                          fontsize=8, xytext=(0, 2), textcoords="offset points")
+        axis.margins(y=0.15)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))

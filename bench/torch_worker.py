@@ -1,0 +1,89 @@
+"""Measure one of our PyTorch implementations once (run by python -m bench, in the torch environment).
+
+    python -m bench.torch_worker train --impl ours-torch --spec spec.json --out measurement.json
+
+Training runs through our trainer (NLG_pytorch/src/gpt2_ft.py's Trainer.train_batch: forward, loss,
+backward, AdamW update):
+- ours-torch: batches padded to a multiple of --pad_multiple, logits only where the loss mask is set;
+- padded512: microsoft/LoRA's configuration, every batch padded to seq_len (--pad_to_seq_len) and logits at
+  every position, padding included, then the masked mean (EveryPositionLoss).
+Decoding (ours-torch): gpt2_beam.py's model and batched beam search (NLG_pytorch/src/beam_search.py).
+"""
+import tempfile
+
+import torch
+from torch.nn import functional as F
+
+from bench import torch_device, workload
+from common_data.ft_args import parse_args
+from common_data.gpt2_config import config_for_card
+from common_data.synthetic_model import peaked_arrays
+from NLG_pytorch.src.beam_search import generate
+from NLG_pytorch.src.distributed import init_ranks
+from NLG_pytorch.src.gpt2_beam import decoding_model
+from NLG_pytorch.src.gpt2_ft import Trainer
+
+
+class EveryPositionLoss(torch.nn.Module):
+    """microsoft/LoRA's GPT2LMModel loss: logits at every position, then the mean over the loss mask.
+
+    Same value as our model's loss (which computes logits only where the mask is set), more work.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, targets, loss_mask, label_smooth=0.0):
+        logits, _ = self.model(input_ids)
+        per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none",
+                                    label_smoothing=label_smooth)
+        return None, (per_token * loss_mask.flatten()).sum() / (loss_mask.sum() + 0.0001)
+
+
+def measure_training(spec_values, impl):
+    spec = workload.TrainSpec(**spec_values)
+    padded = impl == "padded512"
+    device = torch_device.pick_device()
+    probe = torch_device.memory_probe(device)
+    with tempfile.TemporaryDirectory() as work_dir:
+        # the trainer writes into work_dir only in run(), which the bench does not call
+        trainer = Trainer(parse_args(workload.trainer_flags(spec, work_dir, padded, spec.bf16)), init_ranks())
+    if padded:
+        trainer.wrapped = EveryPositionLoss(trainer.model)
+    batches = workload.bench_batches(spec, trainer.train_examples, pad_to_seq_len=padded)
+    seconds, losses = workload.run_timed(lambda batch: trainer.train_batch(batch)[0], batches, spec.warmup_steps,
+                                         probe, torch_device.synchronizer(device))
+    return workload.Measurement(
+        "train", impl, torch_device.describe(device), seconds, probe.peak(), probe.kind,
+        workload.timed_token_counts(spec, trainer.train_examples), losses,
+        {"padding": f"to seq_len {spec.seq_len}" if padded else f"to a multiple of {spec.pad_multiple}",
+         "logits": "every position" if padded else "loss positions only",
+         "precision": "bf16 autocast" if spec.bf16 else "fp32"})
+
+
+def measure_decoding(spec_values):
+    spec = workload.DecodeSpec(**spec_values)
+    device = torch_device.pick_device()
+    probe = torch_device.memory_probe(device)
+    config = config_for_card(spec.model_card)
+    model = decoding_model(config, peaked_arrays(config, spec.seed), device)
+
+    def decode(queries):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.bf16):
+            return generate(model, queries, spec.settings(), spec.batch_size, device, progress=False)
+
+    seconds, found = workload.run_decoding(decode, workload.decode_queries(spec), spec.batch_size, probe,
+                                           torch_device.synchronizer(device))
+    return workload.decoding_measurement(
+        "ours-torch", torch_device.describe(device), seconds, found, probe,
+        {"search": "batched, key/value cache, microsoft/LoRA's semantics",
+         "precision": "bf16 autocast" if spec.bf16 else "fp32"})
+
+
+MEASURES = {("train", "ours-torch"): lambda spec: measure_training(spec, "ours-torch"),
+            ("train", "padded512"): lambda spec: measure_training(spec, "padded512"),
+            ("decode", "ours-torch"): measure_decoding}
+
+if __name__ == "__main__":
+    workload.worker_main(__doc__, MEASURES)

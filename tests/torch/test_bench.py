@@ -1,0 +1,88 @@
+"""bench/: the same loss from ours, microsoft/LoRA's padded configuration and transformers + peft, and
+log/bench.json's records from a minimal `python -m bench` run (times are never asserted)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench import workload
+from bench.__main__ import main as bench_main
+from bench.hf_worker import hf_labels, hf_model
+from bench.torch_worker import EveryPositionLoss
+from common_data import batching
+from common_data.gpt2_config import AdapterConfig, config_for_card
+from NLG_pytorch.src.model import GPT2LMModel
+
+RECORD_KEYS = {"task", "impl", "device", "config", "metric", "value", "ratio_to_ours_torch", "samples"}
+IMPLS = {"ours-torch", "ours-jittor", "padded512", "hf-peft", "hf-generate"}
+
+
+@pytest.fixture(scope="module")
+def spec(e2e_encoded):
+    return workload.TrainSpec(str(e2e_encoded["train"]), str(e2e_encoded["valid"]), seq_len=128, warmup_steps=1,
+                              steps=2, seed=4)
+
+
+def test_the_three_losses_agree_on_one_batch(spec):
+    examples = workload.load_train_examples(spec)
+    (batch,) = workload.bench_batches(spec, examples)[:1]
+    (padded,) = workload.bench_batches(spec, examples, pad_to_seq_len=True)[:1]
+    assert padded.input_ids.shape == (spec.batch_size, spec.seq_len) and batch.input_ids.shape[1] < spec.seq_len
+    ours = GPT2LMModel(config_for_card(spec.model_card), AdapterConfig(lora_dim=4, lora_alpha=32.0), seed=spec.seed)
+    hf = hf_model(spec.model_card, spec.seed)
+
+    def tensors(chosen):
+        return [torch.from_numpy(array) for array in (chosen.input_ids, chosen.targets, chosen.loss_mask)]
+
+    with torch.no_grad():
+        _, loss = ours(*tensors(batch)[:2], loss_mask=tensors(batch)[2])
+        _, every_position = EveryPositionLoss(ours)(*tensors(padded))
+        hf_loss = hf(input_ids=tensors(batch)[0], labels=torch.from_numpy(hf_labels(batch))).loss
+    assert loss.item() == pytest.approx(every_position.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(hf_loss.item(), rel=1e-5)
+    assert (hf_labels(batch) != -100).sum() == batch.loss_mask.sum()
+
+
+def test_token_counts_leave_padding_out(spec):
+    examples = workload.load_train_examples(spec)
+    timed = workload.bench_batches(spec, examples)[spec.warmup_steps:]
+    counts = workload.timed_token_counts(spec, examples)
+    assert counts["completion_tokens"] == sum(int(b.loss_mask.sum()) for b in timed)
+    padded_width = sum(b.input_ids.size for b in timed)
+    assert counts["completion_tokens"] < counts["tokens"] < padded_width
+    order = batching.epoch_order(len(examples), spec.batch_size, spec.seed, workload.TRAIN_EPOCH)
+    first_row = examples[order[spec.warmup_steps][0]]
+    assert np.array_equal(timed[0].input_ids[0, :len(first_row.input_ids)], first_row.input_ids)
+
+
+def test_bench_writes_records_with_agreeing_losses(spec, tmp_path):
+    out, figure = tmp_path / "bench.json", tmp_path / "bench.png"
+    status = bench_main(["--tasks", "train", "--impls", "ours-torch,padded512,hf-peft", "--model_card", "gpt2.tiny",
+                         "--no-bf16", "--train_data", spec.train_data, "--valid_data", spec.valid_data,
+                         "--seq_len", "128", "--warmup_steps", "1", "--steps", "2", "--repeats", "1",
+                         "--seed", "4", "--out", str(out), "--figure", str(figure)])
+    assert status == 0
+    records = json.loads(out.read_text())
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for record in records:
+        assert set(record) == RECORD_KEYS, record
+        assert record["impl"] in IMPLS and record["task"] == "train"
+        assert math.isfinite(record["value"]) and record["value"] > 0
+        assert record["config"]["model_card"] == "gpt2.tiny" and record["config"]["steps"] == 2
+    value = {(r["impl"], r["metric"]): r["value"] for r in records}
+    ratio = {(r["impl"], r["metric"]): r["ratio_to_ours_torch"] for r in records}
+    impls = {"ours-torch", "padded512", "hf-peft"}
+    assert {impl for impl, _ in value} == impls
+    for impl in impls:
+        assert value[impl, "first_loss"] == pytest.approx(value["ours-torch", "first_loss"], rel=1e-5)
+        # peft adapts all of c_attn with torch's AdamW: after the first update the losses drift apart a little
+        assert value[impl, "mean_loss"] == pytest.approx(value["ours-torch", "mean_loss"], rel=1e-3)
+        assert ratio[impl, "tokens_per_s"] == pytest.approx(value[impl, "tokens_per_s"]
+                                                            / value["ours-torch", "tokens_per_s"])
+        # the same batches: tokens per completion token is the same for every implementation
+        assert value[impl, "tokens_per_s"] / value[impl, "completion_tokens_per_s"] == pytest.approx(
+            value["ours-torch", "tokens_per_s"] / value["ours-torch", "completion_tokens_per_s"])
+    assert value["padded512", "mean_loss"] == pytest.approx(value["ours-torch", "mean_loss"], rel=1e-5)
+    assert ratio["ours-torch", "tokens_per_s"] == 1.0
