@@ -1,0 +1,76 @@
+"""Beam search decoding: microsoft/LoRA's examples/NLG/src/gpt2_beam.py, same flags, same output file.
+
+    python NLG_jittor/src/gpt2_beam.py --data common_data/e2e/encoded/test.jsonl --batch_size 16 \\
+        --seq_len 512 --eval_len 64 --model_card gpt2.md --init_checkpoint gpt2-medium.safetensors \\
+        --adapter_checkpoint runs/e2e/model.26290.safetensors --beam 10 --length_penalty 0.8 \\
+        --no_repeat_ngram_size 4 --repetition_penalty 1.0 --eos_token_id 628 \\
+        --work_dir runs/e2e --output_file predict.26290.b10p08r4.jsonl
+
+The adapters are merged into the weights first; identical contexts are decoded once; contexts of one
+length share a batch (see NLG_jittor/src/beam_search.py and common_data/beam.py).
+"""
+import sys
+import time
+from pathlib import Path
+
+import jittor as jt
+
+from common_data.beam import query_tokens, unique_queries, write_predictions
+from common_data.beam_args import parse_args, settings_from_args
+from common_data.batching import load_encoded
+from common_data.beam_weights import decoding_arrays
+from common_data.errors import DataFormatError
+from common_data.gpt2_config import AdapterConfig, config_for_card
+from NLG_jittor.src.beam_search import generate
+from NLG_jittor.src.model import GPT2LMModel
+
+
+def pick_device(name):
+    """Put Jittor on the GPU ("auto": where there is one; "cuda" or "cuda:N") or the CPU; returns which."""
+    use_cuda = jt.has_cuda if name == "auto" else name.startswith("cuda")
+    if use_cuda and not jt.has_cuda:
+        raise ValueError(f"--device {name}: Jittor finds no CUDA device")
+    jt.flags.use_cuda = int(use_cuda)
+    return "cuda" if use_cuda else "cpu"
+
+
+def decoding_model(config, arrays):
+    """The plain GPT-2 (no adapter layers) holding merged weights, in eval mode."""
+    return GPT2LMModel(config, AdapterConfig(), base_arrays=arrays).eval()
+
+
+def run_beam(args):
+    """Decode every row of args.data; returns (output path, rows, distinct contexts, seconds of search)."""
+    config = config_for_card(args.model_card)
+    if args.seq_len > config.n_positions:
+        raise ValueError(f"--seq_len {args.seq_len} exceeds the {config.n_positions} positions of {args.model_card}")
+    contexts = [context for context, _ in load_encoded(args.data)]
+    for line, context in enumerate(contexts, start=1):
+        if not all(0 <= token < config.vocab_size for token in context):
+            raise DataFormatError(args.data, f"line {line}", f"context token ids outside [0, {config.vocab_size})")
+    queries, owner = unique_queries([query_tokens(context, args.seq_len, args.eval_len) for context in contexts])
+    pick_device(args.device)
+    model = decoding_model(config, decoding_arrays(config, args))
+    settings = settings_from_args(args)
+    start = time.perf_counter()
+    found = generate(model, queries, settings, args.batch_size, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    output = Path(args.work_dir) / args.output_file
+    write_predictions(output, {row: found[owner[row]] for row in range(len(contexts))}, args.eval_len)
+    return output, len(contexts), len(queries), seconds
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        output, rows, distinct, seconds = run_beam(args)
+    except (ValueError, OSError) as error:
+        print(f"gpt2_beam.py: error: {error}", file=sys.stderr)
+        return 1
+    print(f"decoded {rows} rows ({distinct} distinct contexts) in {seconds:.1f}s "
+          f"({distinct / seconds:.2f} contexts/s); wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
