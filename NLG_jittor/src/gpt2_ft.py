@@ -1,0 +1,366 @@
+"""Fine-tune GPT-2 with LoRA or JELLY adapters: microsoft/LoRA's examples/NLG/src/gpt2_ft.py, same flags.
+
+    python NLG_jittor/src/gpt2_ft.py --train_data common_data/e2e/encoded/train.jsonl \\
+        --valid_data common_data/e2e/encoded/valid.jsonl --model_card gpt2.md \\
+        --init_checkpoint gpt2-medium.safetensors \\
+        --train_batch_size 8 --seq_len 512 --lr 0.0002 --weight_decay 0.01 --correct_bias --adam_beta2 0.999 \\
+        --scheduler linear --warmup_step 500 --max_epoch 5 --save_interval 1000 --lora_dim 4 --lora_alpha 32 \\
+        --lora_dropout 0.1 --label_smooth 0.1 --work_dir runs/e2e --random_seed 110
+    mpirun -np 2 python NLG_jittor/src/gpt2_ft.py ...    (same flags; each rank takes its part of the batch)
+
+Writes into --work_dir: model.N.safetensors + model.N.json (adapter-only unless --lora_dim 0),
+trainer.N.safetensors (for --resume), metrics.jsonl and run.json; console lines as microsoft/LoRA's.
+NLG_pytorch/src/gpt2_ft.py is the mirror image; Jittor trains in float32 only (no --fp16 / --bf16).
+"""
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jittor as jt
+import numpy as np
+from tqdm import tqdm
+
+from common_data import batching, runlog
+from common_data.checkpoint import (checkpoint_metadata, load_model_checkpoint, load_tensors, model_checkpoint_path,
+                                    save_model_checkpoint)
+from common_data.ft_args import parse_args
+from common_data.gpt2_config import AdapterConfig, config_for_card
+from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
+from common_data.schedule import learning_rate
+from NLG_jittor.src import adapters
+from NLG_jittor.src.distributed import init_ranks
+from NLG_jittor.src.model import GPT2LMModel
+from NLG_jittor.src.optimizer import adamw_from_args
+from NLG_jittor.src.rng_state import restore_rng_state, rng_state_arrays
+
+EVAL_PRINT_EVERY = 100  # batches between "eval samples" lines, as microsoft/LoRA
+DISABLED_SCALER_STATE = {}  # what the torch trainer saves without --fp16, so that it resumes from our files
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Trainer:
+
+    def __init__(self, args, ranks):
+        self.setup_start = time.perf_counter()
+        self.args, self.ranks = args, ranks
+        self.device = ranks.device
+        jt.set_seed(args.random_seed + ranks.rank)
+        self.build_model()
+        self.load_data()
+        self.max_step = args.max_step if args.max_step is not None else args.max_epoch * self.batches_per_epoch
+        self.switch_step = args.switch_step
+        if args.switch_epoch is not None:
+            self.switch_step = math.ceil(args.switch_epoch * self.batches_per_epoch)
+        self.progress = Progress()
+        self.last_saved_step = None
+        self.metrics = None
+        self.cuda_peak_bytes = 0
+
+    def build_model(self):
+        args = self.args
+        self.config = config_for_card(args.model_card)
+        self.adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim,
+                                            lora_alpha=float(args.lora_alpha), lora_dropout=args.lora_dropout,
+                                            targets=args.lora_targets, jelly_mode=args.jelly_mode)
+        base_arrays = load_tensors(args.init_checkpoint)[0] if args.init_checkpoint else None
+        self.model = GPT2LMModel(self.config, self.adapter_config, seed=args.random_seed, base_arrays=base_arrays)
+        adapters.mark_only_adapter_as_trainable(self.model)
+        self.optimizer = adamw_from_args([p for p in self.model.parameters() if p.requires_grad], args)
+
+    def load_data(self):
+        args = self.args
+        self.train_examples = batching.make_examples(batching.load_encoded(args.train_data), args.seq_len)
+        self.valid_examples = batching.make_examples(batching.load_encoded(args.valid_data), args.seq_len)
+        self.train_batching = batching.BatchConfig(args.train_batch_size, args.seq_len, args.pad_multiple,
+                                                   args.pad_to_seq_len)
+        self.valid_batching = batching.BatchConfig(args.valid_batch_size, args.seq_len, args.pad_multiple,
+                                                   args.pad_to_seq_len)
+        self.batches_per_epoch = batching.num_train_batches(len(self.train_examples), args.train_batch_size)
+
+    def trainable(self):
+        return {name: param for name, param in self.model.named_parameters() if param.requires_grad}
+
+    # ---- resuming and checkpoints
+
+    def resume(self):
+        """Continue from the newest complete checkpoint in work_dir; returns its step or None."""
+        step = newest_resumable_step(self.args.work_dir)
+        if step is None:
+            return None
+        arrays, metadata = load_trainer_state(self.args.work_dir, step, self.args)
+        model_arrays, model_metadata = load_model_checkpoint(model_checkpoint_path(self.args.work_dir, step))
+        if model_metadata["adapter_mode"] == "parallel" and adapters.adapter_mode(self.model) == "sequential":
+            adapters.switch_to_parallel(self.model)
+        self.model.load_arrays(model_arrays, strict=self.args.lora_dim == 0)
+        self.optimizer.load_state_arrays(self.trainable(), arrays, metadata["optimizer_steps"])
+        restore_rng_state(arrays, self.ranks)
+        self.progress = Progress.from_dict(metadata["progress"])
+        return step
+
+    def save(self):
+        """model.N (+ .json) then trainer.N, written by rank 0; every rank takes part (RNG states)."""
+        step = self.progress.step
+        rng_arrays = rng_state_arrays(self.ranks)
+        path = model_checkpoint_path(self.args.work_dir, step)
+        if self.ranks.is_main:
+            mode = adapters.adapter_mode(self.model)
+            metadata = checkpoint_metadata(self.config, self.adapter_config, mode, step=step,
+                                           epoch=step / self.batches_per_epoch, model_card=self.args.model_card)
+            save_model_checkpoint(self.args.work_dir, step, self.model.to_arrays(adapter_only=self.args.lora_dim > 0),
+                                  metadata)
+            optimizer_arrays, optimizer_steps = self.optimizer.state_arrays(self.trainable())
+            save_trainer_state(self.args.work_dir, step, {**optimizer_arrays, **rng_arrays}, self.progress,
+                               optimizer_steps, self.args, scaler=DISABLED_SCALER_STATE, adapter_mode=mode,
+                               world_size=self.ranks.world_size, max_step=self.max_step)
+            self.console(runlog.checkpoint_line(path))
+            self.event("checkpoint", step=step, path=str(path))
+        self.ranks.barrier()
+        self.last_saved_step = step
+
+    # ---- one batch
+
+    def batch_loss(self, batch):
+        """(objective to backpropagate on this rank, loss over the whole global batch, its loss tokens).
+
+        The model's loss is a token mean over this rank's rows; rescaled by the tokens of the global batch
+        (and by world_size, which the optimizer's MPI gradient averaging divides out) every rank's gradient
+        adds up to that of the token mean over the global batch, whatever the number of ranks.
+        """
+        tensors = [jt.array(array) for array in (batch.input_ids, batch.targets, batch.loss_mask)]
+        local_tokens = float(batch.loss_mask.sum())
+        (global_tokens,) = self.ranks.all_sum(local_tokens)
+        _, loss = self.model(tensors[0], targets=tensors[1], loss_mask=tensors[2],
+                             label_smooth=self.args.label_smooth)
+        # the model divides by tokens + 1e-4, as microsoft/LoRA
+        local_sum = loss.float32() * (local_tokens + 1e-4)
+        (global_sum,) = self.ranks.all_sum(local_sum.item())
+        objective = local_sum * (self.ranks.world_size / (global_tokens + 1e-4))
+        return objective, global_sum / (global_tokens + 1e-4), global_tokens
+
+    def train_batch(self, batch):
+        """Forward and backward on one batch; every --grad_acc batches an optimizer update."""
+        update = (self.progress.step + 1) % self.args.grad_acc == 0
+        objective, loss, tokens = self.batch_loss(batch)
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(f"the training loss is {loss} at step {self.progress.step + 1} "
+                                f"(epoch {self.progress.epoch}); stopping, the checkpoints written so far are kept")
+        self.optimizer.backward(objective / self.args.grad_acc)
+        if update:
+            # the update that ends step t runs at the rate the schedule gives after t - 1 steps
+            self.optimizer.set_lr(self.lr_after(self.progress.step))
+            if self.args.clip > 0:
+                self.optimizer.clip_grad_norm(self.args.clip)
+            self.optimizer.step()
+        self.sample_memory()
+        return loss, tokens
+
+    def lr_after(self, step):
+        args = self.args
+        return learning_rate(step, args.lr, args.scheduler, args.warmup_step, self.max_step)
+
+    # ---- evaluation
+
+    def evaluate(self):
+        """Mean over validation batches of each batch's token-mean loss (microsoft/LoRA's valid loss)."""
+        self.model.eval()
+        losses = []
+        with jt.no_grad():
+            batches = batching.eval_batches(self.valid_examples, self.valid_batching, self.ranks.rank,
+                                            self.ranks.world_size)
+            for index, batch in enumerate(batches):
+                _, loss, _ = self.batch_loss(batch)
+                losses.append(loss)
+                if index % EVAL_PRINT_EVERY == 0:
+                    self.console(runlog.eval_progress_line(index, loss))
+        self.model.train()
+        average = sum(losses) / len(losses)
+        self.console(f"average loss {average}")
+        return average
+
+    def run_evaluation(self):
+        start = time.perf_counter()
+        with self.record.phase("eval"):
+            valid_loss = self.evaluate()
+        progress = self.progress
+        valid_ppl = runlog.perplexity(valid_loss)
+        progress.best_valid_ppl = min(progress.best_valid_ppl, valid_ppl)
+        line = runlog.EvalLine(progress.step // self.args.eval_interval, progress.step, time.perf_counter() - start,
+                               valid_loss, valid_ppl, progress.best_valid_ppl)
+        for text in (runlog.RULE, str(line), runlog.RULE):
+            self.console(text)
+        self.event("eval", step=progress.step, valid_loss=valid_loss, valid_ppl=valid_ppl,
+                   best_ppl=progress.best_valid_ppl)
+
+    # ---- JELLY
+
+    def switch_due(self):
+        return (self.switch_step is not None and self.progress.step >= self.switch_step
+                and self.progress.step % self.args.grad_acc == 0
+                and adapters.adapter_mode(self.model) == "sequential")
+
+    def switch(self):
+        """seq2par: A <- A W (same outputs), then fresh optimizer moments for the adapters."""
+        self.optimizer.reset_state(adapters.switch_to_parallel(self.model))
+        self.console(str(runlog.AdapterLine(self.args.adapter, "parallel", self.progress.step, "sequential")))
+        self.event("switch", step=self.progress.step, adapter_mode="parallel", previous_mode="sequential")
+
+    # ---- the run
+
+    def console(self, line):
+        if self.ranks.is_main:
+            tqdm.write(line, file=sys.stdout)
+
+    def event(self, name, **fields):
+        if self.metrics is not None:
+            self.metrics.write(name, **fields)
+
+    def log_training(self):
+        progress = self.progress
+        average = progress.interval_loss_sum / progress.interval_batches
+        line = runlog.TrainLine(progress.epoch, progress.step, progress.batches_done, self.lr_after(progress.step),
+                                progress.interval_seconds * 1000 / progress.interval_batches,
+                                progress.last_loss, average, runlog.perplexity(average))
+        self.console(str(line))
+        self.event("train", step=line.step, epoch=line.epoch, lr=line.lr, loss=line.loss, avg_loss=line.avg_loss,
+                   ppl=line.ppl, ms_per_batch=line.ms_per_batch, tokens=progress.interval_tokens,
+                   adapter_mode=adapters.adapter_mode(self.model))
+        progress.reset_interval()
+
+    def train(self, bar):
+        args, progress = self.args, self.progress
+        while progress.step < self.max_step and (args.max_epoch is None or progress.epoch <= args.max_epoch):
+            if progress.batches_done == 0:
+                self.console(runlog.epoch_start_line(progress.epoch))
+                progress.reset_interval()
+            batches = batching.train_batches(self.train_examples, self.train_batching, args.random_seed,
+                                             progress.epoch, progress.batches_done, self.ranks.rank,
+                                             self.ranks.world_size)
+            for batch in batches:
+                if self.switch_due():
+                    self.switch()
+                start = time.perf_counter()
+                loss, tokens = self.train_batch(batch)
+                progress.step += 1
+                progress.batches_done += 1
+                progress.add_loss(loss, tokens, time.perf_counter() - start)
+                bar.update()
+                if progress.step % args.log_interval == 0:
+                    self.log_training()
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                epoch_done = progress.batches_done == self.batches_per_epoch
+                if epoch_done:
+                    progress.epoch += 1
+                    progress.batches_done = 0
+                # evaluate before saving, so that the checkpoint knows the best validation perplexity
+                if progress.step % args.eval_interval == 0:
+                    self.run_evaluation()
+                if progress.step % args.save_interval == 0 or (epoch_done and progress.step % args.grad_acc == 0):
+                    with self.record.phase("save"):
+                        self.save()
+                if epoch_done or progress.step >= self.max_step:
+                    break
+        if self.last_saved_step != progress.step:
+            with self.record.phase("save"):
+                self.save()
+
+    def sample_memory(self):
+        """Jittor keeps no CUDA peak: after each batch, read what its allocators hold (used + cached)."""
+        if self.device == "cuda":
+            jt.sync_all(True)
+            self.cuda_peak_bytes = max(self.cuda_peak_bytes, jt.get_mem_info().total_cuda_used)
+
+    def peak_memory(self):
+        if self.device == "cuda":
+            return {"kind": "jittor_cuda_allocator_held", "bytes": self.cuda_peak_bytes}
+        return {"kind": "rss", "bytes": runlog.peak_rss_bytes()}
+
+    def open_records(self, resumed_from):
+        """run.json (rank 0 keeps it up to date) and metrics.jsonl (rank 0 writes it)."""
+        args = self.args
+        framework = {"name": "jittor", "jittor": jt.__version__, "cuda": cuda_version(),
+                     "numpy": np.__version__, "python": platform.python_version()}
+        if self.device == "cuda":
+            device = f"cuda: {cuda_device_name()}"
+        else:
+            device = f"cpu: {runlog.cpu_name()}, {cpu_threads()} threads"
+        self.record = runlog.RunRecord(Path(args.work_dir) / "run.json", vars(args), framework, device,
+                                       args.random_seed, resumed_from)
+        self.record.add_time("setup", time.perf_counter() - self.setup_start)
+        if self.ranks.is_main:
+            self.metrics = runlog.MetricsLog(Path(args.work_dir) / "metrics.jsonl", resumed_from)
+            self.write_record("running")
+
+    def write_record(self, status):
+        self.record.write(status, self.peak_memory(), world_size=self.ranks.world_size, max_step=self.max_step,
+                          batches_per_epoch=self.batches_per_epoch, final_step=self.progress.step)
+
+    def run(self):
+        """Train to the end; returns the process exit status (1 after a non-finite loss)."""
+        args = self.args
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+        resumed_from = self.resume() if args.resume else None
+        self.open_records(resumed_from)
+        status = "failed"
+        try:
+            if resumed_from is not None:
+                self.console(f"resuming from {model_checkpoint_path(args.work_dir, resumed_from)}")
+            mode = adapters.adapter_mode(self.model)
+            self.console(str(runlog.AdapterLine(args.adapter if args.lora_dim else "none", mode, self.progress.step)))
+            self.event("start", step=self.progress.step, adapter_mode=mode, resumed=resumed_from is not None)
+            with tqdm(total=self.max_step, initial=self.progress.step, desc="train", unit="step",
+                      disable=not self.ranks.is_main, dynamic_ncols=True) as bar, self.record.phase("train"):
+                self.train(bar)
+            self.console(runlog.RULE)
+            self.console("End of training")
+            status = "finished"
+            return 0
+        except NonFiniteLoss as error:
+            status = f"stopped: {error}"
+            if self.ranks.is_main:
+                print(f"gpt2_ft.py: {error}", file=sys.stderr)
+            return 1
+        finally:
+            if self.ranks.is_main:
+                self.write_record(status)
+                self.event("end", step=self.progress.step, status=status)
+                self.metrics.close()
+
+
+def cuda_version():
+    """The CUDA version Jittor compiles with (nvcc's), or None without CUDA."""
+    return ".".join(map(str, jt.compiler.nvcc_version)) if jt.flags.use_cuda else None
+
+
+def cpu_threads():
+    """The OpenMP threads of Jittor's oneDNN matmuls: OMP_NUM_THREADS, else the cores this process may use."""
+    return int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0] or len(os.sched_getaffinity(0)))
+
+
+def cuda_device_name():
+    """The first GPU's name as nvidia-smi reports it (Jittor has no call for it)."""
+    result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                            text=True, check=False)
+    names = result.stdout.splitlines()
+    return names[0].strip() if result.returncode == 0 and names else "unknown GPU"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.fp16 or args.bf16:
+        sys.exit("gpt2_ft.py: --fp16 / --bf16 are not supported by the Jittor trainer, which trains in float32")
+    ranks = init_ranks()
+    try:
+        return Trainer(args, ranks).run()
+    finally:
+        ranks.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
