@@ -22,9 +22,10 @@ test-torch:  ## framework-neutral, eval, alignment and PyTorch tests (torch envi
 test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 	$(RUN) jittor $(PYTEST) tests/jittor
 
-reproduce: data  ## the main job (until training lands: the data pipeline, then what is missing)
+reproduce: data  ## the main job (for now: the data pipeline, then what is still missing)
 	@echo "make reproduce: data prepared in common_data/<dataset>/{formatted,sampled,encoded}."
-	@echo "Not yet available: training, beam search, decoding, evaluation and the alignment report."
+	@echo "Training, beam search, decoding, scoring and the report run step by step (README);"
+	@echo "not yet wired: the embedded base GPT-2 and the one-command run of both frameworks."
 
 bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
 	$(RUN) torch python -m bench $(BENCH_FLAGS)
