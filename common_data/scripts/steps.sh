@@ -1,0 +1,290 @@
+# The NLG pipeline steps behind NLG_pytorch/scripts/*.sh and NLG_jittor/scripts/*.sh, which source this file.
+#
+# Usage:  NLG_<framework>/scripts/STEP.sh [--option VALUE ...] [-- EXTRA ARGS FOR THE PYTHON SCRIPT]
+#   STEP      train      fine-tune with gpt2_ft.py                  -> RUN_DIR/model.N.safetensors, train.log
+#             beam       beam search with gpt2_beam.py on the test set -> RUN_DIR/predict.jsonl
+#             decode     token ids to text with gpt2_decode.py       -> RUN_DIR/ref*, RUN_DIR/pred.txt
+#             eval       official metrics with nlg-eval              -> RUN_DIR/scores.json
+#             pipeline   all four in order
+#   Every step runs in its framework's environment (environments/run torch|jittor); decode and eval are
+#   framework-neutral and run there too. Each step's console goes to RUN_DIR/<step>.log as well, and its
+#   wall time is appended to RUN_DIR/timings.tsv.
+#
+# Options: an environment variable, or the same name as a flag in lower case (--max_step 300 or
+# --max-step=300 sets MAX_STEP); flags win. -h prints this text.
+#   DATASET        e2e | webnlg | dart                                   (e2e)
+#   ADAPTER        lora | jelly                                           (lora)
+#   JELLY_MODE     parallel | sequential | seq2par                        (seq2par)
+#   SWITCH_STEP / SWITCH_EPOCH   seq2par switch; default: half of MAX_STEP, or epoch 1 with MAX_EPOCH
+#   RUN_DIR        the run folder                                        (runs/<framework>_<dataset>_<adapter>)
+#   INIT_CHECKPOINT  a real GPT-2 base in the checkpoint layout (model_process.py import-hf). Set: the
+#                  LoRA paper's recipe (MODEL_CARD gpt2.md, lr 2e-4, batch 8, 5 epochs, warmup 500,
+#                  seq_len 512, r 4, alpha 32, dropout 0.1, label smoothing 0.1 on E2E, beam 10,
+#                  length penalty 0.9 on E2E / 0.8, no_repeat_ngram_size 4). Empty: the embedded default,
+#                  a small base GPT-2 built once with the torch trainer and cached (see BASE_* below),
+#                  then a short deterministic LoRA run (dropout 0) that both frameworks repeat step for step.
+#   MODEL_CARD     gpt2.tiny | gpt2.sm | gpt2.md | gpt2.lg
+#   SEED           data order, initial weights and dropout                (110)
+#   training       LORA_DIM LORA_ALPHA LORA_DROPOUT LORA_TARGETS LR WEIGHT_DECAY WARMUP_STEP MAX_STEP
+#                  MAX_EPOCH BATCH_SIZE VALID_BATCH_SIZE SEQ_LEN LABEL_SMOOTH LOG_INTERVAL EVAL_INTERVAL
+#                  SAVE_INTERVAL (MAX_STEP, when set, wins over MAX_EPOCH); RESUME=1 continues the run in
+#                  RUN_DIR, otherwise train starts afresh and removes that run's earlier outputs
+#   beam search    BEAM LENGTH_PENALTY NO_REPEAT_NGRAM_SIZE REPETITION_PENALTY EVAL_LEN BEAM_BATCH_SIZE
+#                  EOS_TOKEN_ID CHECKPOINT (default: the newest model.N.safetensors in RUN_DIR)
+#   data           TRAIN_DATA VALID_DATA TEST_DATA (encoded, default common_data/<dataset>/encoded/*.jsonl),
+#                  VALID_ROWS (validate on the first N rows of VALID_DATA only; embedded default 200, else all),
+#                  TEST_FORMATTED (common_data/<dataset>/sampled/test_formatted.jsonl), REF_NUM (webnlg,
+#                  dart: reference files written by decode)
+#   embedded base  what it reads, all from the encoded train splits (nothing of valid or test):
+#                  BASE_ROWS ("webnlg dart": whole rows, record then sentence) and BASE_TEXTS ("e2e": the
+#                  target sentences only, no E2E record), packed into rows of BASE_SEQ_LEN tokens
+#                  (common_data/base_corpus.py); BASE_CARD, BASE_MAX_STEP, BASE_BATCH_SIZE, BASE_SEQ_LEN,
+#                  BASE_LR, BASE_WARMUP_STEP, BASE_SEED; trained by full fine-tuning (--lora_dim 0, bf16
+#                  autocast) and cached as $NLG_CACHE_DIR/base/<recipe hash>.safetensors (default .cache/base/).
+#                  `common_data/scripts/steps.sh base` builds it alone and prints its path.
+
+STEPS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$STEPS_LIB_DIR/../.." && pwd)
+OPTION_NAMES=(DATASET ADAPTER JELLY_MODE SWITCH_STEP SWITCH_EPOCH RUN_DIR INIT_CHECKPOINT MODEL_CARD SEED
+  LORA_DIM LORA_ALPHA LORA_DROPOUT LORA_TARGETS LR WEIGHT_DECAY WARMUP_STEP MAX_STEP MAX_EPOCH BATCH_SIZE
+  VALID_BATCH_SIZE SEQ_LEN LABEL_SMOOTH LOG_INTERVAL EVAL_INTERVAL SAVE_INTERVAL RESUME
+  BEAM LENGTH_PENALTY NO_REPEAT_NGRAM_SIZE REPETITION_PENALTY EVAL_LEN BEAM_BATCH_SIZE EOS_TOKEN_ID CHECKPOINT
+  TRAIN_DATA VALID_DATA VALID_ROWS TEST_DATA TEST_FORMATTED REF_NUM
+  BASE_ROWS BASE_TEXTS BASE_CARD BASE_MAX_STEP BASE_BATCH_SIZE BASE_SEQ_LEN BASE_LR BASE_WARMUP_STEP BASE_SEED)
+
+die() { echo "$(basename "$0"): $*" >&2; exit 2; }
+
+usage() {
+  sed -n '1,/^$/{s/^# \{0,1\}//;p}' "$STEPS_LIB_DIR/steps.sh"
+  exit "${1:-0}"
+}
+
+# --name VALUE / --name=VALUE -> NAME=VALUE; what follows `--` is kept in EXTRA_ARGS.
+parse_options() {
+  EXTRA_ARGS=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -h|--help) usage 0 ;;
+      --) shift; EXTRA_ARGS=("$@"); return ;;
+      --*=*) set_option "${1%%=*}" "${1#*=}"; shift ;;
+      --*) [ $# -ge 2 ] || die "option $1 needs a value"; set_option "$1" "$2"; shift 2 ;;
+      *) die "unexpected argument '$1' (see -h)" ;;
+    esac
+  done
+}
+
+set_option() {
+  local name
+  name=$(echo "${1#--}" | tr 'a-z-' 'A-Z_')
+  [[ " ${OPTION_NAMES[*]} " == *" $name "* ]] || die "unknown option $1 (see -h)"
+  printf -v "$name" '%s' "$2"
+  export "${name?}"
+}
+
+# Defaults: the paper's recipe with INIT_CHECKPOINT, else the embedded default.
+set_defaults() {
+  : "${DATASET:=e2e}" "${ADAPTER:=lora}" "${JELLY_MODE:=seq2par}" "${SEED:=110}"
+  case "$DATASET" in e2e|webnlg|dart) ;; *) die "DATASET must be e2e, webnlg or dart, not '$DATASET'" ;; esac
+  case "$ADAPTER" in lora|jelly) ;; *) die "ADAPTER must be lora or jelly, not '$ADAPTER'" ;; esac
+  : "${RUN_DIR:=runs/${FRAMEWORK}_${DATASET}_${ADAPTER}}"
+  : "${TRAIN_DATA:=common_data/$DATASET/encoded/train.jsonl}" "${VALID_DATA:=common_data/$DATASET/encoded/valid.jsonl}"
+  : "${TEST_DATA:=common_data/$DATASET/encoded/test.jsonl}"
+  : "${TEST_FORMATTED:=common_data/$DATASET/sampled/test_formatted.jsonl}" "${REF_NUM:=6}"
+  : "${LORA_TARGETS:=q,v}" "${WEIGHT_DECAY:=0.01}" "${REPETITION_PENALTY:=1.0}" "${NO_REPEAT_NGRAM_SIZE:=4}"
+  : "${EVAL_LEN:=64}" "${EOS_TOKEN_ID:=628}" "${LOG_INTERVAL:=100}" "${VALID_BATCH_SIZE:=4}"
+  if [ -n "${INIT_CHECKPOINT:-}" ]; then
+    : "${MODEL_CARD:=gpt2.md}" "${LORA_DIM:=4}" "${LORA_ALPHA:=32}" "${LORA_DROPOUT:=0.1}" "${LR:=0.0002}"
+    : "${WARMUP_STEP:=500}" "${BATCH_SIZE:=8}" "${SEQ_LEN:=512}" "${EVAL_INTERVAL:=2000}" "${SAVE_INTERVAL:=1000}"
+    : "${BEAM:=10}" "${BEAM_BATCH_SIZE:=1}"
+    [ -n "${MAX_STEP:-}" ] || : "${MAX_EPOCH:=5}"
+    if [ "$DATASET" = e2e ]; then : "${LABEL_SMOOTH:=0.1}" "${LENGTH_PENALTY:=0.9}"
+    else : "${LABEL_SMOOTH:=0.0}" "${LENGTH_PENALTY:=0.8}"; fi
+  else
+    : "${MODEL_CARD:=gpt2.tiny}" "${LORA_DIM:=8}" "${LORA_ALPHA:=32}" "${LORA_DROPOUT:=0.0}" "${LR:=0.002}"
+    : "${WARMUP_STEP:=20}" "${BATCH_SIZE:=16}" "${SEQ_LEN:=128}" "${MAX_STEP:=300}" "${LABEL_SMOOTH:=0.0}"
+    : "${LOG_INTERVAL:=20}" "${EVAL_INTERVAL:=$MAX_STEP}" "${SAVE_INTERVAL:=$MAX_STEP}"
+    : "${BEAM:=4}" "${BEAM_BATCH_SIZE:=8}" "${LENGTH_PENALTY:=0.8}" "${VALID_ROWS:=200}"
+    : "${BASE_ROWS=webnlg dart}" "${BASE_TEXTS=e2e}" "${BASE_CARD:=gpt2.tiny}" "${BASE_MAX_STEP:=400}"
+    : "${BASE_BATCH_SIZE:=8}" "${BASE_SEQ_LEN:=128}" "${BASE_LR:=0.002}" "${BASE_WARMUP_STEP:=40}"
+    : "${BASE_SEED:=1}"
+  fi
+  if [ "$ADAPTER" = jelly ] && [ "$JELLY_MODE" = seq2par ] && [ -z "${SWITCH_STEP:-}${SWITCH_EPOCH:-}" ]; then
+    if [ -n "${MAX_STEP:-}" ]; then SWITCH_STEP=$((MAX_STEP / 2)); else SWITCH_EPOCH=1; fi
+  fi
+}
+
+in_env() { "$REPO_ROOT/environments/run" "$FRAMEWORK" "$@"; }
+
+# The framework's copy of a microsoft/LoRA script: NLG_pytorch/src/NAME or NLG_jittor/src/NAME.
+framework_script() {
+  local path=NLG_$FRAMEWORK_DIR/src/$1
+  [ -f "$path" ] || die "$path does not exist (yet)"
+  printf '%s\n' "$path"
+}
+
+# Run "$@" with its stdout also in RUN_DIR/<name>.log, and append its wall time to RUN_DIR/timings.tsv.
+logged() {
+  local name=$1 start status
+  shift
+  mkdir -p "$RUN_DIR"
+  start=$(date +%s)
+  echo "== $FRAMEWORK $name: $*" >&2
+  set +e
+  "$@" | tee "$RUN_DIR/$name.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  printf '%s\t%s\t%s\n' "$name" "$(( $(date +%s) - start ))" "$status" >> "$RUN_DIR/timings.tsv"
+  echo "== $FRAMEWORK $name: $(( $(date +%s) - start )) s, exit status $status" >&2
+  return "$status"
+}
+
+# The embedded base: build it (once per recipe) and print the path of the cached safetensors.
+base_checkpoint() {
+  local cache corpus recipe key out work inputs=()
+  cache=${NLG_CACHE_DIR:-$REPO_ROOT/.cache}/base
+  mkdir -p "$cache"
+  [ -n "$BASE_ROWS$BASE_TEXTS" ] || die "BASE_ROWS and BASE_TEXTS are both empty: the base has nothing to read"
+  [ -z "$BASE_TEXTS" ] || inputs+=(--texts $(printf 'common_data/%s/encoded/train.jsonl ' $BASE_TEXTS))
+  [ -z "$BASE_ROWS" ] || inputs+=(--rows $(printf 'common_data/%s/encoded/train.jsonl ' $BASE_ROWS))
+  corpus=$(environments/run torch python -m common_data.base_corpus --pack "$BASE_SEQ_LEN" --out "$cache/train.jsonl" \
+    "${inputs[@]}" | awk '{print $NF}') || die "writing the base corpus failed"
+  recipe="text: whole train rows of [${BASE_ROWS}] and train sentences of [${BASE_TEXTS}], packed to"
+  recipe+=" $BASE_SEQ_LEN tokens (sha256 $corpus);"
+  recipe+=" full fine-tuning of a random $BASE_CARD (seed $BASE_SEED), bf16 autocast, $BASE_MAX_STEP steps of"
+  recipe+=" $BASE_BATCH_SIZE rows, lr $BASE_LR, warmup $BASE_WARMUP_STEP, linear decay, AdamW wd 0.01 beta2 0.999"
+  key=$(printf '%s' "$recipe" | sha256sum | cut -c1-16)
+  out=$cache/$key.safetensors
+  if [ ! -f "$out" ]; then
+    work=$cache/$key.run
+    rm -rf "$work"
+    echo "== building the embedded base model -> $out" >&2
+    echo "   $recipe" >&2
+    environments/run torch python -m common_data.base_corpus --out "$cache/valid.jsonl" \
+      common_data/webnlg/encoded/valid.jsonl >/dev/null || die "writing the base validation text failed"
+    environments/run torch python NLG_pytorch/src/gpt2_ft.py \
+      --train_data "$cache/train.jsonl" --valid_data "$cache/valid.jsonl" --model_card "$BASE_CARD" --lora_dim 0 \
+      --train_batch_size "$BASE_BATCH_SIZE" --valid_batch_size 32 --seq_len "$BASE_SEQ_LEN" --pad_multiple 8 --bf16 \
+      --lr "$BASE_LR" --correct_bias --adam_beta2 0.999 --weight_decay 0.01 --warmup_step "$BASE_WARMUP_STEP" \
+      --max_step "$BASE_MAX_STEP" --log_interval 50 --eval_interval "$BASE_MAX_STEP" \
+      --save_interval "$BASE_MAX_STEP" --random_seed "$BASE_SEED" --work_dir "$work" > "$cache/$key.log" \
+      || die "building the base model failed (log: $cache/$key.log)"
+    printf '%s\n' "$recipe" > "$cache/$key.recipe.txt"
+    rm -f "$work"/trainer.*.safetensors
+    cp "$work/model.$BASE_MAX_STEP.safetensors" "$out.tmp" && mv "$out.tmp" "$out"
+  fi
+  printf '%s\n' "$out"
+}
+
+newest_checkpoint() {
+  local newest
+  newest=$(find "$RUN_DIR" -maxdepth 1 -name 'model.*.safetensors' | sed 's/.*model\.\([0-9]*\)\.safetensors/\1/' \
+    | sort -n | tail -n 1)
+  [ -n "$newest" ] || die "no model.N.safetensors in $RUN_DIR: run train first"
+  printf '%s\n' "$RUN_DIR/model.$newest.safetensors"
+}
+
+# The base weights the adapters sit on: INIT_CHECKPOINT, or the embedded base.
+base_weights() {
+  if [ -n "${INIT_CHECKPOINT:-}" ]; then printf '%s\n' "$INIT_CHECKPOINT"; else base_checkpoint; fi
+}
+
+step_train() {
+  local base args valid script
+  script=$(framework_script gpt2_ft.py)
+  base=$(base_weights)
+  if [ "${RESUME:-0}" = 1 ]; then
+    args=(--resume)
+  else
+    args=()
+    rm -f "$RUN_DIR"/model.*.safetensors "$RUN_DIR"/model.*.json "$RUN_DIR"/trainer.*.safetensors \
+      "$RUN_DIR"/metrics.jsonl "$RUN_DIR"/run*.json "$RUN_DIR"/timings.tsv "$RUN_DIR"/*.log "$RUN_DIR"/predict.jsonl \
+      "$RUN_DIR"/pred.txt "$RUN_DIR"/scores.json "$RUN_DIR"/valid.jsonl
+    rm -rf "$RUN_DIR"/ref.txt "$RUN_DIR"/ref
+  fi
+  valid=$VALID_DATA
+  if [ -n "${VALID_ROWS:-}" ]; then
+    valid=$RUN_DIR/valid.jsonl
+    mkdir -p "$RUN_DIR"
+    head -n "$VALID_ROWS" "$VALID_DATA" > "$valid"
+  fi
+  [ -n "${MAX_STEP:-}" ] && args+=(--max_step "$MAX_STEP")
+  [ -n "${MAX_EPOCH:-}" ] && args+=(--max_epoch "$MAX_EPOCH")
+  [ -n "${SWITCH_STEP:-}" ] && args+=(--switch_step "$SWITCH_STEP")
+  [ -n "${SWITCH_EPOCH:-}" ] && args+=(--switch_epoch "$SWITCH_EPOCH")
+  logged train in_env python "$script" \
+    --train_data "$TRAIN_DATA" --valid_data "$valid" --train_batch_size "$BATCH_SIZE" \
+    --valid_batch_size "$VALID_BATCH_SIZE" --seq_len "$SEQ_LEN" --model_card "$MODEL_CARD" --init_checkpoint "$base" \
+    --lr "$LR" --weight_decay "$WEIGHT_DECAY" --correct_bias --adam_beta2 0.999 --scheduler linear \
+    --warmup_step "$WARMUP_STEP" --lora_dim "$LORA_DIM" --lora_alpha "$LORA_ALPHA" --lora_dropout "$LORA_DROPOUT" \
+    --lora_targets "$LORA_TARGETS" --adapter "$ADAPTER" --jelly_mode "$JELLY_MODE" --label_smooth "$LABEL_SMOOTH" \
+    --log_interval "$LOG_INTERVAL" --eval_interval "$EVAL_INTERVAL" --save_interval "$SAVE_INTERVAL" \
+    --random_seed "$SEED" --work_dir "$RUN_DIR" "${args[@]}" "${EXTRA_ARGS[@]}"
+}
+
+step_beam() {
+  local base checkpoint script
+  script=$(framework_script gpt2_beam.py)
+  base=$(base_weights)
+  checkpoint=${CHECKPOINT:-$(newest_checkpoint)}
+  logged beam in_env python "$script" \
+    --data "$TEST_DATA" --batch_size "$BEAM_BATCH_SIZE" --seq_len "$SEQ_LEN" --eval_len "$EVAL_LEN" \
+    --model_card "$MODEL_CARD" --init_checkpoint "$base" --adapter_checkpoint "$checkpoint" \
+    --beam "$BEAM" --length_penalty "$LENGTH_PENALTY" --no_repeat_ngram_size "$NO_REPEAT_NGRAM_SIZE" \
+    --repetition_penalty "$REPETITION_PENALTY" --eos_token_id "$EOS_TOKEN_ID" \
+    --work_dir "$RUN_DIR" --output_file predict.jsonl "${EXTRA_ARGS[@]}"
+}
+
+step_decode() {
+  local script
+  script=$(framework_script gpt2_decode.py)
+  if [ "$DATASET" = e2e ]; then
+    logged decode in_env python "$script" --sample_file "$RUN_DIR/predict.jsonl" \
+      --input_file "$TEST_FORMATTED" --output_ref_file "$RUN_DIR/ref.txt" --output_pred_file "$RUN_DIR/pred.txt" \
+      "${EXTRA_ARGS[@]}"
+  else
+    logged decode in_env python "$script" --sample_file "$RUN_DIR/predict.jsonl" \
+      --input_file "$TEST_FORMATTED" --ref_type "$DATASET" --ref_num "$REF_NUM" --tokenize --lower \
+      --output_ref_file "$RUN_DIR/ref" --output_pred_file "$RUN_DIR/pred.txt" "${EXTRA_ARGS[@]}"
+  fi
+}
+
+step_eval() {
+  if [ "$DATASET" = e2e ]; then
+    logged eval in_env nlg-eval e2e "$RUN_DIR/ref.txt" "$RUN_DIR/pred.txt" --json "$RUN_DIR/scores.json"
+  else
+    logged eval in_env nlg-eval "$DATASET" --refs "$RUN_DIR/ref/reference" --hyp "$RUN_DIR/pred.txt" \
+      --num-refs "$REF_NUM" --json "$RUN_DIR/scores.json"
+  fi
+}
+
+step_pipeline() {
+  [ ${#EXTRA_ARGS[@]} -eq 0 ] || die "pipeline takes no arguments after --; run the steps one by one for that"
+  step_train
+  step_beam
+  step_decode
+  step_eval
+}
+
+# run_step STEP [OPTIONS...]: the entry point of the wrappers (FRAMEWORK set to torch or jittor).
+run_step() {
+  local step=$1
+  shift
+  set -euo pipefail
+  case "$FRAMEWORK" in torch) FRAMEWORK_DIR=pytorch ;; jittor) FRAMEWORK_DIR=jittor ;;
+    *) die "FRAMEWORK must be torch or jittor, not '${FRAMEWORK:-}'" ;; esac
+  parse_options "$@"
+  cd "$REPO_ROOT"
+  set_defaults
+  case "$step" in
+    base) base_checkpoint ;;
+    train|beam|decode|eval|pipeline) "step_$step" ;;
+    *) die "unknown step '$step'" ;;
+  esac
+}
+
+# Run directly: common_data/scripts/steps.sh STEP [OPTIONS...] (FRAMEWORK from the environment, default torch).
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  [ $# -ge 1 ] || usage 2
+  FRAMEWORK=${FRAMEWORK:-torch}
+  run_step "$@"
+fi
