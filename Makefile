@@ -22,10 +22,8 @@ test-torch:  ## framework-neutral, eval, alignment and PyTorch tests (torch envi
 test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 	$(RUN) jittor $(PYTEST) tests/jittor
 
-reproduce: data  ## the main job (for now: the data pipeline, then what is still missing)
-	@echo "make reproduce: data prepared in common_data/<dataset>/{formatted,sampled,encoded}."
-	@echo "Training, beam search, decoding, scoring and the report run step by step (README);"
-	@echo "not yet wired: the embedded base GPT-2 and the one-command run of both frameworks."
+reproduce:  ## the main job: data, base GPT-2, train/beam/decode/eval in both frameworks, alignment report (DATASET=, ADAPTER=, ...)
+	common_data/scripts/reproduce.sh
 
 bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
 	$(RUN) torch python -m bench $(BENCH_FLAGS)

@@ -6,13 +6,12 @@ Training runs through our trainer (NLG_pytorch/src/gpt2_ft.py's Trainer.train_ba
 backward, AdamW update):
 - ours-torch: batches padded to a multiple of --pad_multiple, logits only where the loss mask is set;
 - padded512: microsoft/LoRA's configuration, every batch padded to seq_len (--pad_to_seq_len) and logits at
-  every position, padding included, then the masked mean (EveryPositionLoss).
+  every position, padding included, then the masked mean (--full_logits).
 Decoding (ours-torch): gpt2_beam.py's model and batched beam search (NLG_pytorch/src/beam_search.py).
 """
 import tempfile
 
 import torch
-from torch.nn import functional as F
 
 from bench import torch_device, workload
 from common_data.ft_args import parse_args
@@ -24,23 +23,6 @@ from NLG_pytorch.src.gpt2_beam import decoding_model
 from NLG_pytorch.src.gpt2_ft import Trainer
 
 
-class EveryPositionLoss(torch.nn.Module):
-    """microsoft/LoRA's GPT2LMModel loss: logits at every position, then the mean over the loss mask.
-
-    Same value as our model's loss (which computes logits only where the mask is set), more work.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, targets, loss_mask, label_smooth=0.0):
-        logits, _ = self.model(input_ids)
-        per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none",
-                                    label_smoothing=label_smooth)
-        return None, (per_token * loss_mask.flatten()).sum() / (loss_mask.sum() + 0.0001)
-
-
 def measure_training(spec_values, impl):
     spec = workload.TrainSpec(**spec_values)
     padded = impl == "padded512"
@@ -49,8 +31,6 @@ def measure_training(spec_values, impl):
     with tempfile.TemporaryDirectory() as work_dir:
         # the trainer writes into work_dir only in run(), which the bench does not call
         trainer = Trainer(parse_args(workload.trainer_flags(spec, work_dir, padded, spec.bf16)), init_ranks())
-    if padded:
-        trainer.wrapped = EveryPositionLoss(trainer.model)
     batches = workload.bench_batches(spec, trainer.train_examples, pad_to_seq_len=padded)
     seconds, losses = workload.run_timed(lambda batch: trainer.train_batch(batch)[0], batches, spec.warmup_steps,
                                          probe, torch_device.synchronizer(device))

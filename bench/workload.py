@@ -100,7 +100,7 @@ def trainer_flags(spec, work_dir, padded, bf16):
              "--lora_alpha", str(spec.lora_alpha), "--lr", str(spec.lr), "--weight_decay", str(spec.weight_decay),
              "--correct_bias", "--adam_beta2", "0.999", "--scheduler", "constant",
              "--max_step", str(spec.total_steps), "--random_seed", str(spec.seed), "--work_dir", work_dir]
-    return flags + ["--pad_to_seq_len"] * padded + ["--bf16"] * bf16
+    return flags + ["--pad_to_seq_len", "--full_logits"] * padded + ["--bf16"] * bf16
 
 
 def load_train_examples(spec):

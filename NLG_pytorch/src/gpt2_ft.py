@@ -157,7 +157,7 @@ class Trainer:
         (global_tokens,) = self.ranks.all_sum(local_tokens)
         with self.autocast():
             _, loss = self.wrapped(tensors[0], targets=tensors[1], loss_mask=tensors[2],
-                                   label_smooth=self.args.label_smooth)
+                                   label_smooth=self.args.label_smooth, full_logits=self.args.full_logits)
         # the model divides by tokens + 1e-4, as microsoft/LoRA
         local_sum = loss.float() * (local_tokens + 1e-4)
         (global_sum,) = self.ranks.all_sum(local_sum.item())

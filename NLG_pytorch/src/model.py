@@ -86,11 +86,12 @@ class GPT2LMModel(nn.Module):
         self.load_arrays({**base_arrays, **init_adapter_params(config, adapter, seed)})
 
     def forward(self, input_ids, targets=None, loss_mask=None, label_smooth=0.0, past_key_values=None,
-                use_cache=False):
+                use_cache=False, full_logits=False):
         """(logits [B, L, V], None) without targets, (None, loss) with them.
 
         past_key_values: a list of (k, v) per layer, each [B, n_head, past_length, head_dim], from an earlier
         call; with use_cache=True the result gains a third item, that list extended by input_ids.
+        full_logits: compute the loss's logits at every position, as microsoft/LoRA does (same loss, more work).
         Padding goes at the right: the causal mask keeps real tokens from seeing it.
         """
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
@@ -104,25 +105,27 @@ class GPT2LMModel(nn.Module):
         if targets is None:
             logits, loss = x @ self.wte.weight.t(), None
         else:
-            logits, loss = None, self.lm_loss(x, targets, loss_mask, label_smooth)
+            logits, loss = None, self.lm_loss(x, targets, loss_mask, label_smooth, full_logits)
         return (logits, loss, presents) if use_cache else (logits, loss)
 
-    def lm_loss(self, hidden, targets, loss_mask, label_smooth):
+    def lm_loss(self, hidden, targets, loss_mask, label_smooth, full_logits=False):
         """Mean over loss_mask of (1 - ls) * nll + ls * (mean over the vocabulary of -log p).
 
-        Logits are computed only where loss_mask != 0 (the loss is the same, the work is less); the sum is
-        divided by loss_mask.sum() + 1e-4 as microsoft/LoRA does.
+        Logits are computed only where loss_mask != 0 (the loss is the same, the work is less) unless
+        full_logits; the sum is divided by loss_mask.sum() + 1e-4 as microsoft/LoRA does.
         """
         if loss_mask is None:
             loss_mask = torch.ones(targets.shape, dtype=hidden.dtype, device=hidden.device)
-        weights = loss_mask.reshape(-1)
-        keep = weights != 0
-        hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
-        log_probs = F.log_softmax(hidden @ self.wte.weight.t(), dim=-1)
-        nll = -log_probs.gather(1, targets.reshape(-1)[keep].unsqueeze(1)).squeeze(1)
+        weights, rows, targets = loss_mask.reshape(-1), hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+        total = weights.sum()
+        if not full_logits:
+            keep = weights != 0
+            weights, rows, targets = weights[keep], rows[keep], targets[keep]
+        log_probs = F.log_softmax(rows @ self.wte.weight.t(), dim=-1)
+        nll = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
         smooth = -log_probs.mean(dim=-1)
         per_token = (1.0 - label_smooth) * nll + label_smooth * smooth
-        return (per_token * weights[keep]).sum() / (weights.sum() + 0.0001)
+        return (per_token * weights).sum() / (total + 0.0001)
 
     def load_arrays(self, arrays, strict=True):
         """Copy numpy arrays (checkpoint names) into the parameters.

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # The NLG pipeline steps behind NLG_pytorch/scripts/*.sh and NLG_jittor/scripts/*.sh, which source this file.
 #
 # Usage:  NLG_<framework>/scripts/STEP.sh [--option VALUE ...] [-- EXTRA ARGS FOR THE PYTHON SCRIPT]
@@ -55,7 +56,7 @@ OPTION_NAMES=(DATASET ADAPTER JELLY_MODE SWITCH_STEP SWITCH_EPOCH RUN_DIR INIT_C
 die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 
 usage() {
-  sed -n '1,/^$/{s/^# \{0,1\}//;p}' "$STEPS_LIB_DIR/steps.sh"
+  sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$STEPS_LIB_DIR/steps.sh"
   exit "${1:-0}"
 }
 
@@ -159,8 +160,8 @@ base_checkpoint() {
     rm -rf "$work"
     echo "== building the embedded base model -> $out" >&2
     echo "   $recipe" >&2
-    environments/run torch python -m common_data.base_corpus --out "$cache/valid.jsonl" \
-      common_data/webnlg/encoded/valid.jsonl >/dev/null || die "writing the base validation text failed"
+    environments/run torch python -m common_data.base_corpus --pack "$BASE_SEQ_LEN" --out "$cache/valid.jsonl" \
+      --rows common_data/webnlg/encoded/valid.jsonl >/dev/null || die "writing the base validation text failed"
     environments/run torch python NLG_pytorch/src/gpt2_ft.py \
       --train_data "$cache/train.jsonl" --valid_data "$cache/valid.jsonl" --model_card "$BASE_CARD" --lora_dim 0 \
       --train_batch_size "$BASE_BATCH_SIZE" --valid_batch_size 32 --seq_len "$BASE_SEQ_LEN" --pad_multiple 8 --bf16 \
@@ -284,7 +285,7 @@ run_step() {
 
 # Run directly: common_data/scripts/steps.sh STEP [OPTIONS...] (FRAMEWORK from the environment, default torch).
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  [ $# -ge 1 ] || usage 2
+  case "${1:-}" in ""|-h|--help) usage "$([ $# -ge 1 ] && echo 0 || echo 2)" ;; esac
   FRAMEWORK=${FRAMEWORK:-torch}
   run_step "$@"
 fi

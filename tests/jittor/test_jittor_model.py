@@ -121,9 +121,9 @@ def test_seq2par_switch_keeps_logits_and_the_parameter_objects():
         switch_to_parallel(model)
 
 
-def loss_of(model, input_ids=INPUT_IDS, targets=TARGETS, loss_mask=LOSS_MASK, label_smooth=0.1):
+def loss_of(model, input_ids=INPUT_IDS, targets=TARGETS, loss_mask=LOSS_MASK, label_smooth=0.1, full_logits=False):
     return model(jt.array(input_ids), targets=jt.array(targets), loss_mask=jt.array(loss_mask),
-                 label_smooth=label_smooth)[1]
+                 label_smooth=label_smooth, full_logits=full_logits)[1]
 
 
 def test_switched_adapter_keeps_training():
@@ -170,6 +170,7 @@ def test_loss_on_loss_positions_equals_loss_from_full_logits(label_smooth):
     nll = -np.take_along_axis(log_probs, TARGETS[..., None], -1)[..., 0]
     per_token = (1 - label_smooth) * nll - label_smooth * log_probs.mean(-1)
     expected = (per_token * LOSS_MASK).sum() / (LOSS_MASK.sum() + 0.0001)
+    assert abs(loss_of(model, label_smooth=label_smooth, full_logits=True).item() - expected) <= 1e-5
     # targets outside the loss mask are never looked at: an invalid id there must not matter
     targets = np.where(LOSS_MASK > 0, TARGETS, -1)
     loss = loss_of(model, targets=targets, label_smooth=label_smooth)

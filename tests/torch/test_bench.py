@@ -10,7 +10,6 @@ import torch
 from bench import workload
 from bench.__main__ import main as bench_main
 from bench.hf_worker import hf_labels, hf_model
-from bench.torch_worker import EveryPositionLoss
 from common_data import batching
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from NLG_pytorch.src.model import GPT2LMModel
@@ -38,7 +37,8 @@ def test_the_three_losses_agree_on_one_batch(spec):
 
     with torch.no_grad():
         _, loss = ours(*tensors(batch)[:2], loss_mask=tensors(batch)[2])
-        _, every_position = EveryPositionLoss(ours)(*tensors(padded))
+        input_ids, targets, loss_mask = tensors(padded)
+        _, every_position = ours(input_ids, targets=targets, loss_mask=loss_mask, full_logits=True)
         hf_loss = hf(input_ids=tensors(batch)[0], labels=torch.from_numpy(hf_labels(batch))).loss
     assert loss.item() == pytest.approx(every_position.item(), rel=1e-5)
     assert loss.item() == pytest.approx(hf_loss.item(), rel=1e-5)

@@ -74,6 +74,8 @@ def test_loss_on_loss_positions_equals_loss_from_full_logits(label_smooth):
     per_token = F.cross_entropy(logits.reshape(-1, CONFIG.vocab_size), targets.reshape(-1), reduction="none",
                                 label_smoothing=label_smooth)
     expected = (per_token * loss_mask.reshape(-1)).sum() / (loss_mask.sum() + 0.0001)
+    _, full = model(input_ids, targets=targets, loss_mask=loss_mask, label_smooth=label_smooth, full_logits=True)
+    assert torch.allclose(full, expected, rtol=1e-6, atol=1e-6)
     # targets outside the loss mask are never looked at: an invalid id there must not matter
     targets = torch.where(loss_mask.bool(), targets, torch.full_like(targets, -1))
     none, loss = model(input_ids, targets=targets, loss_mask=loss_mask, label_smooth=label_smooth)
