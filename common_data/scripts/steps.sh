@@ -36,9 +36,9 @@
 #                  VALID_ROWS (validate on the first N rows of VALID_DATA only; embedded default 200, else all),
 #                  TEST_FORMATTED (common_data/<dataset>/sampled/test_formatted.jsonl), REF_NUM (webnlg,
 #                  dart: reference files written by decode)
-#   embedded base  what it reads, all from the encoded train splits (nothing of valid or test):
-#                  BASE_ROWS ("webnlg dart": whole rows, record then sentence) and BASE_TEXTS ("e2e": the
-#                  target sentences only, no E2E record), packed into rows of BASE_SEQ_LEN tokens
+#   embedded base  what it reads, all from the encoded train splits (the valid splits for its valid loss):
+#                  BASE_TEXTS ("e2e webnlg dart": the target sentences only, no data record) and BASE_ROWS
+#                  (none: whole rows, record then sentence), packed into rows of BASE_SEQ_LEN tokens
 #                  (common_data/base_corpus.py); BASE_CARD, BASE_MAX_STEP, BASE_BATCH_SIZE, BASE_SEQ_LEN,
 #                  BASE_LR, BASE_WARMUP_STEP, BASE_SEED; trained by full fine-tuning (--lora_dim 0, bf16
 #                  autocast) and cached as $NLG_CACHE_DIR/base/<recipe hash>.safetensors (default .cache/base/).
@@ -92,10 +92,11 @@ set_defaults() {
   : "${TEST_DATA:=common_data/$DATASET/encoded/test.jsonl}"
   : "${TEST_FORMATTED:=common_data/$DATASET/sampled/test_formatted.jsonl}" "${REF_NUM:=6}"
   : "${LORA_TARGETS:=q,v}" "${WEIGHT_DECAY:=0.01}" "${REPETITION_PENALTY:=1.0}" "${NO_REPEAT_NGRAM_SIZE:=4}"
-  : "${EVAL_LEN:=64}" "${EOS_TOKEN_ID:=628}" "${LOG_INTERVAL:=100}" "${VALID_BATCH_SIZE:=4}"
+  : "${EVAL_LEN:=64}" "${EOS_TOKEN_ID:=628}" "${VALID_BATCH_SIZE:=4}"
   if [ -n "${INIT_CHECKPOINT:-}" ]; then
     : "${MODEL_CARD:=gpt2.md}" "${LORA_DIM:=4}" "${LORA_ALPHA:=32}" "${LORA_DROPOUT:=0.1}" "${LR:=0.0002}"
-    : "${WARMUP_STEP:=500}" "${BATCH_SIZE:=8}" "${SEQ_LEN:=512}" "${EVAL_INTERVAL:=2000}" "${SAVE_INTERVAL:=1000}"
+    : "${WARMUP_STEP:=500}" "${BATCH_SIZE:=8}" "${SEQ_LEN:=512}" "${LOG_INTERVAL:=100}" "${EVAL_INTERVAL:=2000}"
+    : "${SAVE_INTERVAL:=1000}"
     : "${BEAM:=10}" "${BEAM_BATCH_SIZE:=1}"
     [ -n "${MAX_STEP:-}" ] || : "${MAX_EPOCH:=5}"
     if [ "$DATASET" = e2e ]; then : "${LABEL_SMOOTH:=0.1}" "${LENGTH_PENALTY:=0.9}"
@@ -103,10 +104,10 @@ set_defaults() {
   else
     : "${MODEL_CARD:=gpt2.tiny}" "${LORA_DIM:=8}" "${LORA_ALPHA:=32}" "${LORA_DROPOUT:=0.0}" "${LR:=0.002}"
     : "${WARMUP_STEP:=20}" "${BATCH_SIZE:=16}" "${SEQ_LEN:=128}" "${MAX_STEP:=300}" "${LABEL_SMOOTH:=0.0}"
-    : "${LOG_INTERVAL:=20}" "${EVAL_INTERVAL:=$MAX_STEP}" "${SAVE_INTERVAL:=$MAX_STEP}"
+    : "${LOG_INTERVAL:=10}" "${EVAL_INTERVAL:=100}" "${SAVE_INTERVAL:=$MAX_STEP}"
     : "${BEAM:=4}" "${BEAM_BATCH_SIZE:=8}" "${LENGTH_PENALTY:=0.8}" "${VALID_ROWS:=200}"
-    : "${BASE_ROWS=webnlg dart}" "${BASE_TEXTS=e2e}" "${BASE_CARD:=gpt2.tiny}" "${BASE_MAX_STEP:=400}"
-    : "${BASE_BATCH_SIZE:=8}" "${BASE_SEQ_LEN:=128}" "${BASE_LR:=0.002}" "${BASE_WARMUP_STEP:=40}"
+    : "${BASE_ROWS=}" "${BASE_TEXTS=e2e webnlg dart}" "${BASE_CARD:=gpt2.tiny}" "${BASE_MAX_STEP:=800}"
+    : "${BASE_BATCH_SIZE:=8}" "${BASE_SEQ_LEN:=128}" "${BASE_LR:=0.002}" "${BASE_WARMUP_STEP:=50}"
     : "${BASE_SEED:=1}"
   fi
   if [ "$ADAPTER" = jelly ] && [ "$JELLY_MODE" = seq2par ] && [ -z "${SWITCH_STEP:-}${SWITCH_EPOCH:-}" ]; then
@@ -139,16 +140,21 @@ logged() {
   return "$status"
 }
 
+# base_corpus SPLIT: the embedded base's text of that split (BASE_TEXTS, BASE_ROWS) -> $cache/SPLIT.jsonl
+base_corpus() {
+  local inputs=()
+  [ -z "$BASE_TEXTS" ] || inputs+=(--texts $(printf "common_data/%s/encoded/$1.jsonl " $BASE_TEXTS))
+  [ -z "$BASE_ROWS" ] || inputs+=(--rows $(printf "common_data/%s/encoded/$1.jsonl " $BASE_ROWS))
+  environments/run torch python -m common_data.base_corpus --pack "$BASE_SEQ_LEN" --out "$cache/$1.jsonl" "${inputs[@]}"
+}
+
 # The embedded base: build it (once per recipe) and print the path of the cached safetensors.
 base_checkpoint() {
-  local cache corpus recipe key out work inputs=()
+  local cache corpus recipe key out work
   cache=${NLG_CACHE_DIR:-$REPO_ROOT/.cache}/base
   mkdir -p "$cache"
   [ -n "$BASE_ROWS$BASE_TEXTS" ] || die "BASE_ROWS and BASE_TEXTS are both empty: the base has nothing to read"
-  [ -z "$BASE_TEXTS" ] || inputs+=(--texts $(printf 'common_data/%s/encoded/train.jsonl ' $BASE_TEXTS))
-  [ -z "$BASE_ROWS" ] || inputs+=(--rows $(printf 'common_data/%s/encoded/train.jsonl ' $BASE_ROWS))
-  corpus=$(environments/run torch python -m common_data.base_corpus --pack "$BASE_SEQ_LEN" --out "$cache/train.jsonl" \
-    "${inputs[@]}" | awk '{print $NF}') || die "writing the base corpus failed"
+  corpus=$(base_corpus train | awk '{print $NF}') || die "writing the base corpus failed"
   recipe="text: whole train rows of [${BASE_ROWS}] and train sentences of [${BASE_TEXTS}], packed to"
   recipe+=" $BASE_SEQ_LEN tokens (sha256 $corpus);"
   recipe+=" full fine-tuning of a random $BASE_CARD (seed $BASE_SEED), bf16 autocast, $BASE_MAX_STEP steps of"
@@ -160,8 +166,7 @@ base_checkpoint() {
     rm -rf "$work"
     echo "== building the embedded base model -> $out" >&2
     echo "   $recipe" >&2
-    environments/run torch python -m common_data.base_corpus --pack "$BASE_SEQ_LEN" --out "$cache/valid.jsonl" \
-      --rows common_data/webnlg/encoded/valid.jsonl >/dev/null || die "writing the base validation text failed"
+    base_corpus valid >/dev/null || die "writing the base validation text failed"
     environments/run torch python NLG_pytorch/src/gpt2_ft.py \
       --train_data "$cache/train.jsonl" --valid_data "$cache/valid.jsonl" --model_card "$BASE_CARD" --lora_dim 0 \
       --train_batch_size "$BASE_BATCH_SIZE" --valid_batch_size 32 --seq_len "$BASE_SEQ_LEN" --pad_multiple 8 --bf16 \
