@@ -3,7 +3,8 @@
 A run folder holds what common_data.runlog writes: `metrics.jsonl` (one JSON object per event, its
 kind under "event") and `run.json` (arguments, framework, device, wall time per phase in `phases_s`,
 `wall_s`, `peak_memory` {"kind", "bytes"}). Later steps of the same run (beam search, decoding) may
-add their own records beside it as `run.<step>.json`, e.g. `run.beam.json`.
+add their own records beside it as `run.<step>.json`, e.g. `run.beam.json`. The pipeline scripts
+(common_data/scripts/steps.sh) append each step's wall time to `timings.tsv`: step, seconds, exit status.
 """
 import json
 from pathlib import Path
@@ -17,6 +18,7 @@ from common_data.runlog import read_metrics
 
 METRICS_FILE = "metrics.jsonl"
 RECORD_PATTERNS = ("run.json", "run.*.json")
+STEP_TIMINGS = "timings.tsv"
 # metrics.jsonl event kind -> (RunLog table, its leading columns); "start" and "end" events are not tabled
 EVENT_TABLES = {
     "train": ("steps", STEP_COLUMNS),
@@ -69,7 +71,21 @@ def read_records(folder):
                     raise ValueError(f"{path}: not JSON: {error}") from None
             check_record(path, record)
             records[path.name.removesuffix(".json").removeprefix("run.")] = record
+    if (folder / STEP_TIMINGS).is_file():
+        records["pipeline step"] = {"phases_s": step_seconds(folder / STEP_TIMINGS)}
     return records
+
+
+def step_seconds(path):
+    """{step: wall seconds} from a pipeline timings.tsv; a step run more than once counts with its last run."""
+    seconds = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 3 or not fields[1].isdigit():
+                raise ValueError(f"{path}:{number}: expected 'step<TAB>seconds<TAB>exit status', got {line.strip()!r}")
+            seconds[fields[0]] = float(fields[1])
+    return seconds
 
 
 def check_record(path, record):

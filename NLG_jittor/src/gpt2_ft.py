@@ -13,9 +13,6 @@ trainer.N.safetensors (for --resume), metrics.jsonl and run.json; console lines 
 NLG_pytorch/src/gpt2_ft.py is the mirror image; Jittor trains in float32 only (no --fp16 / --bf16).
 """
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +28,7 @@ from common_data.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
 from common_data.schedule import learning_rate
-from NLG_jittor.src import adapters
+from NLG_jittor.src import adapters, run_info
 from NLG_jittor.src.distributed import init_ranks
 from NLG_jittor.src.model import GPT2LMModel
 from NLG_jittor.src.optimizer import adamw_from_args
@@ -274,27 +271,17 @@ class Trainer:
                 self.save()
 
     def sample_memory(self):
-        """Jittor keeps no CUDA peak: after each batch, read what its allocators hold (used + cached)."""
         if self.device == "cuda":
-            jt.sync_all(True)
-            self.cuda_peak_bytes = max(self.cuda_peak_bytes, jt.get_mem_info().total_cuda_used)
+            self.cuda_peak_bytes = max(self.cuda_peak_bytes, run_info.cuda_held_bytes())
 
     def peak_memory(self):
-        if self.device == "cuda":
-            return {"kind": "jittor_cuda_allocator_held", "bytes": self.cuda_peak_bytes}
-        return {"kind": "rss", "bytes": runlog.peak_rss_bytes()}
+        return run_info.peak_memory(self.device, self.cuda_peak_bytes)
 
     def open_records(self, resumed_from):
         """run.json (rank 0 keeps it up to date) and metrics.jsonl (rank 0 writes it)."""
         args = self.args
-        framework = {"name": "jittor", "jittor": jt.__version__, "cuda": cuda_version(),
-                     "numpy": np.__version__, "python": platform.python_version()}
-        if self.device == "cuda":
-            device = f"cuda: {cuda_device_name()}"
-        else:
-            device = f"cpu: {runlog.cpu_name()}, {cpu_threads()} threads"
-        self.record = runlog.RunRecord(Path(args.work_dir) / "run.json", vars(args), framework, device,
-                                       args.random_seed, resumed_from)
+        self.record = runlog.RunRecord(Path(args.work_dir) / "run.json", vars(args), run_info.framework_versions(),
+                                       run_info.device_name(self.device), args.random_seed, resumed_from)
         self.record.add_time("setup", time.perf_counter() - self.setup_start)
         if self.ranks.is_main:
             self.metrics = runlog.MetricsLog(Path(args.work_dir) / "metrics.jsonl", resumed_from)
@@ -334,24 +321,6 @@ class Trainer:
                 self.write_record(status)
                 self.event("end", step=self.progress.step, status=status)
                 self.metrics.close()
-
-
-def cuda_version():
-    """The CUDA version Jittor compiles with (nvcc's), or None without CUDA."""
-    return ".".join(map(str, jt.compiler.nvcc_version)) if jt.flags.use_cuda else None
-
-
-def cpu_threads():
-    """The OpenMP threads of Jittor's oneDNN matmuls: OMP_NUM_THREADS, else the cores this process may use."""
-    return int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0] or len(os.sched_getaffinity(0)))
-
-
-def cuda_device_name():
-    """The first GPU's name as nvidia-smi reports it (Jittor has no call for it)."""
-    result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                            text=True, check=False)
-    names = result.stdout.splitlines()
-    return names[0].strip() if result.returncode == 0 and names else "unknown GPU"
 
 
 def main(argv=None):

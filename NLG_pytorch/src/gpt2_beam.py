@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
+from common_data import runlog
 from common_data.beam import query_tokens, unique_queries, write_predictions
 from common_data.beam_args import parse_args, settings_from_args
 from common_data.batching import load_encoded
 from common_data.beam_weights import decoding_arrays
 from common_data.errors import DataFormatError
 from common_data.gpt2_config import AdapterConfig, config_for_card
+from NLG_pytorch.src import run_info
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.model import GPT2LMModel
 
@@ -37,23 +39,33 @@ def decoding_model(config, arrays, device):
 
 
 def run_beam(args):
-    """Decode every row of args.data; returns (output path, rows, distinct contexts, seconds of search)."""
+    """Decode every row of args.data into args.work_dir/args.output_file; the run record goes to
+    args.work_dir/run.beam.json. Returns (output path, rows, distinct contexts, seconds of search)."""
     config = config_for_card(args.model_card)
     if args.seq_len > config.n_positions:
         raise ValueError(f"--seq_len {args.seq_len} exceeds the {config.n_positions} positions of {args.model_card}")
-    contexts = [context for context, _ in load_encoded(args.data)]
-    for line, context in enumerate(contexts, start=1):
-        if not all(0 <= token < config.vocab_size for token in context):
-            raise DataFormatError(args.data, f"line {line}", f"context token ids outside [0, {config.vocab_size})")
-    queries, owner = unique_queries([query_tokens(context, args.seq_len, args.eval_len) for context in contexts])
+    work_dir = Path(args.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(args.device)
-    model = decoding_model(config, decoding_arrays(config, args), device)
-    settings = settings_from_args(args)
-    start = time.perf_counter()
-    found = generate(model, queries, settings, args.batch_size, device, progress=not args.no_progress)
-    seconds = time.perf_counter() - start
-    output = Path(args.work_dir) / args.output_file
-    write_predictions(output, {row: found[owner[row]] for row in range(len(contexts))}, args.eval_len)
+    record = runlog.RunRecord(work_dir / "run.beam.json", vars(args), run_info.framework_versions(),
+                              run_info.device_name(device), seed=None)
+    with record.phase("setup"):
+        contexts = [context for context, _ in load_encoded(args.data)]
+        for line, context in enumerate(contexts, start=1):
+            if not all(0 <= token < config.vocab_size for token in context):
+                raise DataFormatError(args.data, f"line {line}", f"context token ids outside [0, {config.vocab_size})")
+        queries, owner = unique_queries([query_tokens(context, args.seq_len, args.eval_len) for context in contexts])
+        model = decoding_model(config, decoding_arrays(config, args), device)
+        settings = settings_from_args(args)
+    with record.phase("decode"):
+        start = time.perf_counter()
+        found = generate(model, queries, settings, args.batch_size, device, progress=not args.no_progress)
+        seconds = time.perf_counter() - start
+    output = work_dir / args.output_file
+    with record.phase("write"):
+        write_predictions(output, {row: found[owner[row]] for row in range(len(contexts))}, args.eval_len)
+    record.write("finished", run_info.peak_memory(device), rows=len(contexts),
+                 distinct_contexts=len(queries), output=str(output))
     return output, len(contexts), len(queries), seconds
 
 

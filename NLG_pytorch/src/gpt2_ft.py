@@ -14,7 +14,6 @@ trainer.N.safetensors (for --resume), metrics.jsonl and run.json; console lines 
 import contextlib
 import gc
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from common_data.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
 from common_data.schedule import learning_rate
-from NLG_pytorch.src import adapters
+from NLG_pytorch.src import adapters, run_info
 from NLG_pytorch.src.distributed import init_ranks
 from NLG_pytorch.src.model import GPT2LMModel
 from NLG_pytorch.src.optimizer import adamw_from_args
@@ -296,21 +295,13 @@ class Trainer:
                 self.save()
 
     def peak_memory(self):
-        if self.device.type == "cuda":
-            return {"kind": "cuda_max_allocated", "bytes": torch.cuda.max_memory_allocated(self.device)}
-        return {"kind": "rss", "bytes": runlog.peak_rss_bytes()}
+        return run_info.peak_memory(self.device)
 
     def open_records(self, resumed_from):
         """run.json (rank 0 keeps it up to date) and metrics.jsonl (rank 0 writes it)."""
         args = self.args
-        framework = {"name": "torch", "torch": torch.__version__, "cuda": torch.version.cuda,
-                     "numpy": np.__version__, "python": platform.python_version()}
-        if self.device.type == "cuda":
-            device = f"cuda: {torch.cuda.get_device_name(self.device)}"
-        else:
-            device = f"cpu: {runlog.cpu_name()}, {torch.get_num_threads()} threads"
-        self.record = runlog.RunRecord(Path(args.work_dir) / "run.json", vars(args), framework, device,
-                                       args.random_seed, resumed_from)
+        self.record = runlog.RunRecord(Path(args.work_dir) / "run.json", vars(args), run_info.framework_versions(),
+                                       run_info.device_name(self.device), args.random_seed, resumed_from)
         self.record.add_time("setup", time.perf_counter() - self.setup_start)
         if self.ranks.is_main:
             self.metrics = runlog.MetricsLog(Path(args.work_dir) / "metrics.jsonl", resumed_from)

@@ -84,7 +84,8 @@ def test_a_run_folder_reads_steps_evals_checkpoints_and_the_adapter_switch(tmp_p
     assert run.steps["adapter_mode"].tolist() == ["sequential"] * 5 + ["parallel"] * 15
     assert run.evals["step"].tolist() == [100, 200] and run.checkpoints["step"].tolist() == [100, 200]
     assert run.switches[["step", "adapter_mode", "previous_mode"]].values.tolist() == [[60, "parallel", "sequential"]]
-    assert run.notes == [] and set(run.records) == {"run"}
+    assert run.notes == [] and set(run.records) == {"run", "beam", "pipeline step"}
+    assert run.records["pipeline step"]["phases_s"] == {"train": 40, "beam": 7, "decode": 1, "eval": 6}
 
 
 def test_a_console_adapter_switch_is_read_and_the_opening_mode_line_is_not(tmp_path):

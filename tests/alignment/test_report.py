@@ -50,6 +50,9 @@ def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sectio
     assert "| BLEU | 0.5 | 0.51 | +0.01 | +2.00 |" in body["Generation metrics"]
     assert "| CIDEr | 2 | 1.9 | -0.1 | -5.00 |" in body["Generation metrics"]
     assert "| e2e | train | 300.0 | 450.0 | 1.500 | rss / rss |" in body["Peak memory"]
+    assert "| e2e | decode | 150.0 | 225.0 | 1.500 | rss / rss |" in body["Peak memory"]
+    assert "| e2e | pipeline step: beam | 7 | 7 | 1.000 |" in body["Runtime"]
+    assert "| e2e | pipeline step: eval | 6 | 6 | 1.000 |" in body["Runtime"]
     runtime = {side: json.loads((getattr(planted_runs, f"{side}_run") / "run.json").read_text())["phases_s"]["train"]
                for side in ("torch", "jittor")}
     assert f"| e2e | train | {runtime['torch']:.5g} | {runtime['jittor']:.5g} |" in body["Runtime"]
@@ -108,3 +111,11 @@ def test_a_run_that_does_not_exist_is_named_in_the_report(tmp_path, run_folder, 
     body = report_sections((tmp_path / "r.md").read_text())
     assert "Jittor run: `" in body["Verdict"] and "nowhere` does not exist" in body["Verdict"]
     assert "nowhere` does not exist" in body["Loss curves"]
+
+
+def test_a_broken_timings_file_is_named_with_its_line(tmp_path, run_folder):
+    folder = run_folder(tmp_path / "torch_run", "torch", {}, peak_mib=300)
+    (folder / "timings.tsv").write_text("train\t40\t0\nbeam\tfive\t0\n")
+    with pytest.raises(ValueError, match=r"timings\.tsv:2: expected"):
+        build_report([DatasetInputs("e2e", folder)], tmp_path / "report.md", tmp_path / "report.html",
+                     tmp_path / "figure")

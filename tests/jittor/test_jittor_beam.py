@@ -149,6 +149,9 @@ def test_cli_writes_the_file_torch_writes(cli_files, beam):
     assert jittor_file == (cli_files / f"torch{beam}.jsonl").read_text()
     rows = [json.loads(line) for line in jittor_file.splitlines()]
     assert [row["id"] for row in rows] == list(range(6)) and all(len(row["predict"]) == 12 for row in rows)
+    record = json.loads((cli_files / "run.beam.json").read_text())
+    assert record["framework"]["name"] == "jittor" and (record["rows"], record["distinct_contexts"]) == (6, 4)
+    assert {"setup", "decode", "write"} <= set(record["phases_s"]) and record["peak_memory"]["bytes"] > 0
 
 
 def test_cli_names_the_tensor_that_does_not_fit(cli_files, capsys):

@@ -203,6 +203,9 @@ def test_cli_decodes_with_the_adapters_of_a_training_checkpoint(tmp_path, tiny_b
     rows = [json.loads(line) for line in (tmp_path / "predict.jsonl").read_text().splitlines()]
     assert [row["id"] for row in rows] == list(range(6)) and all(len(row["predict"]) == 12 for row in rows)
     assert rows[0] == {**rows[4], "id": 0} and rows[1] == {**rows[5], "id": 1}
+    record = json.loads((tmp_path / "run.beam.json").read_text())
+    assert record["framework"]["name"] == "torch" and (record["rows"], record["distinct_contexts"]) == (6, 4)
+    assert {"setup", "decode", "write"} <= set(record["phases_s"]) and record["peak_memory"]["bytes"] > 0
 
     base, _ = load_tensors(tiny_base)
     unmerged = GPT2LMModel(config, adapter_config, base_arrays=base).eval()
