@@ -1,5 +1,4 @@
 """The report's figures, written as PNG files: matched loss curves and PyTorch-vs-Jittor bar charts."""
-import textwrap
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -60,23 +59,24 @@ def plot_loss_curves(path, title, torch_run, jittor_run, comparison):
     save(figure, path)
 
 
-def plot_side_by_side(path, table, title, ylabel, value_format):
-    """Grouped bars, PyTorch beside Jittor, one group per (dataset, phase) row of `table`."""
-    categories = [textwrap.fill(f"{dataset}: {phase}", 18) for dataset, phase in zip(table["dataset"], table["phase"])]
+def plot_side_by_side(path, table, title, xlabel, value_format):
+    """Grouped horizontal bars, PyTorch above Jittor, one group per (dataset, phase) row of `table`, top down."""
+    categories = [f"{dataset}: {phase}" for dataset, phase in zip(table["dataset"], table["phase"])]
     positions = np.arange(len(categories))
-    figure = Figure(figsize=(max(6.0, 1.6 * len(categories) + 2), 4.8), layout="constrained")
+    figure = Figure(figsize=(9.0, 1.2 + 0.55 * len(categories)), layout="constrained")
     axes = figure.subplots()
-    width = 0.38
-    for offset, framework in ((-width / 2, "torch"), (width / 2, "jittor")):
+    height = 0.38
+    for offset, framework in ((-height / 2, "torch"), (height / 2, "jittor")):
         values = table[framework].to_numpy(dtype=float)
-        bars = axes.bar(positions + offset, np.nan_to_num(values), width, color=BAR_COLORS[framework],
-                        label=FRAMEWORKS[framework][0])
+        bars = axes.barh(positions + offset, np.nan_to_num(values), height, color=BAR_COLORS[framework],
+                         label=FRAMEWORKS[framework][0])
         axes.bar_label(bars, labels=["n/a" if np.isnan(value) else format(value, value_format) for value in values],
                        fontsize="small", padding=2)
-    axes.set_xticks(positions, categories, fontsize="small")
+    axes.set_yticks(positions, categories, fontsize="small")
+    axes.invert_yaxis()
     axes.set_title(title)
-    axes.set_ylabel(ylabel)
-    axes.margins(y=0.15)
-    axes.grid(axis="y", alpha=0.3)
-    axes.legend()
+    axes.set_xlabel(xlabel)
+    axes.margins(x=0.12)
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(loc="lower right")
     save(figure, path)

@@ -260,7 +260,7 @@ def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLE
         outputs_section(results),
         resource_section("Peak memory", memory, "MiB", ".1f", figures_dir / f"{figure_prefix}peak_memory.png",
                          results, measured=True),
-        resource_section("Runtime", runtime, "s", ".5g", figures_dir / f"{figure_prefix}runtime.png", results,
+        resource_section("Runtime", runtime, "s", ".4g", figures_dir / f"{figure_prefix}runtime.png", results,
                          measured=False),
         inputs_section(results),
     ]

@@ -55,7 +55,7 @@ def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sectio
     assert "| e2e | pipeline step: eval | 6 | 6 | 1.000 |" in body["Runtime"]
     runtime = {side: json.loads((getattr(planted_runs, f"{side}_run") / "run.json").read_text())["phases_s"]["train"]
                for side in ("torch", "jittor")}
-    assert f"| e2e | train | {runtime['torch']:.5g} | {runtime['jittor']:.5g} |" in body["Runtime"]
+    assert f"| e2e | train | {runtime['torch']:.4g} | {runtime['jittor']:.4g} |" in body["Runtime"]
 
     for name in ("e2e_loss_curves.png", "peak_memory.png", "runtime.png"):
         assert (figures / name).read_bytes().startswith(b"\x89PNG") and (figures / name).stat().st_size > 10_000
