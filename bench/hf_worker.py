@@ -17,7 +17,6 @@ from bench import torch_device, workload
 from common_data.beam import length_batches
 from common_data.gpt2_config import config_for_card
 from common_data.init_params import init_base_params
-from common_data.synthetic_model import peaked_arrays
 from NLG_pytorch.src.beam_bench import hf_search
 
 IGNORE_INDEX = -100  # transformers' label for "no loss here"
@@ -82,7 +81,7 @@ def measure_decoding(spec_values):
     device = torch_device.pick_device()
     probe = torch_device.memory_probe(device)
     config = config_for_card(spec.model_card)
-    model = hf_model(spec.model_card, spec.seed, peaked_arrays(config, spec.seed)).to(device).eval()
+    model = hf_model(spec.model_card, spec.seed, spec.model_arrays(config)).to(device).eval()
 
     def decode(queries):
         found = [None] * len(queries)

@@ -14,7 +14,6 @@ import jittor as jt
 from bench import workload
 from common_data.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
-from common_data.synthetic_model import peaked_arrays
 from NLG_jittor.src.beam_search import generate
 from NLG_jittor.src.distributed import init_ranks
 from NLG_jittor.src.gpt2_ft import Trainer
@@ -73,7 +72,7 @@ def measure_decoding(spec_values):
     jt.flags.use_cuda = jt.has_cuda
     probe = memory_probe()
     config = config_for_card(spec.model_card)
-    model = GPT2LMModel(config, AdapterConfig(), base_arrays=peaked_arrays(config, spec.seed)).eval()
+    model = GPT2LMModel(config, AdapterConfig(), base_arrays=spec.model_arrays(config)).eval()
     seconds, found = workload.run_decoding(
         lambda queries: generate(model, queries, spec.settings(), spec.batch_size, progress=False),
         workload.decode_queries(spec), spec.batch_size, probe, synchronize)

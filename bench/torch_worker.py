@@ -16,7 +16,6 @@ import torch
 from bench import torch_device, workload
 from common_data.ft_args import parse_args
 from common_data.gpt2_config import config_for_card
-from common_data.synthetic_model import peaked_arrays
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.distributed import init_ranks
 from NLG_pytorch.src.gpt2_beam import decoding_model
@@ -47,7 +46,7 @@ def measure_decoding(spec_values):
     device = torch_device.pick_device()
     probe = torch_device.memory_probe(device)
     config = config_for_card(spec.model_card)
-    model = decoding_model(config, peaked_arrays(config, spec.seed), device)
+    model = decoding_model(config, spec.model_arrays(config), device)
 
     def decode(queries):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.bf16):

@@ -23,6 +23,7 @@ from pathlib import Path
 from common_data import batching
 from common_data.atomic import atomic_open
 from common_data.beam import BeamSettings, query_tokens, unique_queries
+from common_data.synthetic_model import peaked_arrays
 
 TRAIN_EPOCH = 1  # the trainer counts epochs from 1; the batch order depends on it
 
@@ -62,6 +63,11 @@ class DecodeSpec:
     no_repeat_ngram_size: int = 4
     seed: int = 10
     bf16: bool = False
+
+    def model_arrays(self, config):
+        """Random weights that decode like a trained model's (common_data.synthetic_model), with outputs about
+        as long as E2E's references (the records keep the mean: mean_generated_tokens)."""
+        return peaked_arrays(config, self.seed, eos_ramp=1.0, eos_weight=10.0, eos_start=42)
 
     def settings(self):
         return BeamSettings(beam=self.beam, eval_len=self.eval_len, length_penalty=self.length_penalty,
