@@ -23,13 +23,13 @@ def require_java():
 def meteor_on_files(hypotheses, references, num_refs):
     """METEOR as GenerationEval runs it: `java -Xmx2G -jar meteor-1.5.jar HYP REF -l en -norm -r N`.
 
-    hypotheses: one line each; references: num_refs lines per hypothesis, in order. The files are
-    written with '\\n'.join as GenerationEval writes them.
+    hypotheses: one line each; references: num_refs lines per hypothesis, in order ('' for a missing one).
+    Every line ends in a newline: with GenerationEval's '\\n'.join an empty last line would be lost to Java.
     """
     with tempfile.TemporaryDirectory(prefix="nlg-eval-meteor-") as folder:
         hypothesis_file, reference_file = Path(folder, "hypothesis"), Path(folder, "reference")
-        hypothesis_file.write_text("\n".join(hypotheses), encoding="utf-8")
-        reference_file.write_text("\n".join(references), encoding="utf-8")
+        hypothesis_file.write_text("".join(f"{line}\n" for line in hypotheses), encoding="utf-8")
+        reference_file.write_text("".join(f"{line}\n" for line in references), encoding="utf-8")
         command = ["java", "-Xmx2G", "-jar", str(METEOR_JAR), str(hypothesis_file), str(reference_file),
                    "-l", "en", "-norm", "-r", str(num_refs)]
         result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8")
