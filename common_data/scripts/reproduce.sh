@@ -6,7 +6,9 @@
 #                 skipped when INIT_CHECKPOINT names a real GPT-2 (then the LoRA paper's recipe runs)
 #   3. torch      NLG_pytorch/scripts/pipeline.sh: train, beam, decode, eval -> runs/torch_<dataset>_<adapter>/
 #   4. jittor     NLG_jittor/scripts/pipeline.sh, the same                   -> runs/jittor_<dataset>_<adapter>/
-#   5. report     python -m alignment report -> log/alignment_report.md (+ .html), figures in figure/
+#   5. report     python -m alignment report -> log/alignment_report.md (+ .html), figures in figure/; other
+#                 than DATASET=e2e ADAPTER=lora: log/alignment_report_<dataset>_<adapter>.md, figures
+#                 figure/<dataset>_<adapter>_*.png, so that the default run's report stays
 #
 # Every option of the pipeline scripts (NLG_pytorch/scripts/pipeline.sh -h) passes through as an
 # environment variable, e.g. DATASET=webnlg ADAPTER=jelly make reproduce; RUN_DIR is set per framework.
@@ -41,11 +43,15 @@ stage jittor NLG_jittor/scripts/pipeline.sh
 
 torch_run=runs/torch_${DATASET}_${ADAPTER}
 jittor_run=runs/jittor_${DATASET}_${ADAPTER}
+report=log/alignment_report.md prefix=
+if [ "$DATASET/$ADAPTER" != e2e/lora ]; then
+  report=log/alignment_report_${DATASET}_${ADAPTER}.md prefix=${DATASET}_${ADAPTER}_
+fi
 stage report environments/run torch python -m alignment report --dataset "$DATASET" \
   --torch "$torch_run" --jittor "$jittor_run" \
   --torch-pred "$torch_run/pred.txt" --jittor-pred "$jittor_run/pred.txt" \
   --torch-scores "$torch_run/scores.json" --jittor-scores "$jittor_run/scores.json" \
-  --out-md log/alignment_report.md --figures figure
+  --out-md "$report" --figures figure --figure-prefix "$prefix"
 printf 'total\t%s\n' "$(( $(date +%s) - started ))" >> "$timings"
 
 echo "==== reproduce: wall time per stage (s)" >&2
