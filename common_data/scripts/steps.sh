@@ -104,7 +104,7 @@ set_defaults() {
   else
     : "${MODEL_CARD:=gpt2.tiny}" "${LORA_DIM:=8}" "${LORA_ALPHA:=32}" "${LORA_DROPOUT:=0.0}" "${LR:=0.002}"
     : "${WARMUP_STEP:=20}" "${BATCH_SIZE:=16}" "${SEQ_LEN:=128}" "${MAX_STEP:=300}" "${LABEL_SMOOTH:=0.0}"
-    : "${LOG_INTERVAL:=10}" "${EVAL_INTERVAL:=100}" "${SAVE_INTERVAL:=$MAX_STEP}"
+    : "${LOG_INTERVAL:=10}" "${EVAL_INTERVAL:=$(( MAX_STEP < 100 ? MAX_STEP : 100 ))}" "${SAVE_INTERVAL:=$MAX_STEP}"
     : "${BEAM:=4}" "${BEAM_BATCH_SIZE:=8}" "${LENGTH_PENALTY:=0.8}" "${VALID_ROWS:=200}"
     : "${BASE_ROWS=}" "${BASE_TEXTS=e2e webnlg dart}" "${BASE_CARD:=gpt2.tiny}" "${BASE_MAX_STEP:=800}"
     : "${BASE_BATCH_SIZE:=8}" "${BASE_SEQ_LEN:=128}" "${BASE_LR:=0.002}" "${BASE_WARMUP_STEP:=50}"
