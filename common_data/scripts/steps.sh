@@ -140,12 +140,12 @@ logged() {
   return "$status"
 }
 
-# base_corpus SPLIT: the embedded base's text of that split (BASE_TEXTS, BASE_ROWS) -> $cache/SPLIT.jsonl
+# base_corpus SPLIT FOLDER: the embedded base's text of that split (BASE_TEXTS, BASE_ROWS) -> FOLDER/SPLIT.jsonl
 base_corpus() {
   local inputs=()
   [ -z "$BASE_TEXTS" ] || inputs+=(--texts $(printf "common_data/%s/encoded/$1.jsonl " $BASE_TEXTS))
   [ -z "$BASE_ROWS" ] || inputs+=(--rows $(printf "common_data/%s/encoded/$1.jsonl " $BASE_ROWS))
-  environments/run torch python -m common_data.base_corpus --pack "$BASE_SEQ_LEN" --out "$cache/$1.jsonl" "${inputs[@]}"
+  environments/run torch python -m common_data.base_corpus --pack "$BASE_SEQ_LEN" --out "$2/$1.jsonl" "${inputs[@]}"
 }
 
 # The embedded base: build it (once per recipe) and print the path of the cached safetensors.
@@ -154,7 +154,7 @@ base_checkpoint() {
   cache=${NLG_CACHE_DIR:-$REPO_ROOT/.cache}/base
   mkdir -p "$cache"
   [ -n "$BASE_ROWS$BASE_TEXTS" ] || die "BASE_ROWS and BASE_TEXTS are both empty: the base has nothing to read"
-  corpus=$(base_corpus train | awk '{print $NF}') || die "writing the base corpus failed"
+  corpus=$(base_corpus train "$cache" | awk '{print $NF}') || die "writing the base corpus failed"
   recipe="text: whole train rows of [${BASE_ROWS}] and train sentences of [${BASE_TEXTS}], packed to"
   recipe+=" $BASE_SEQ_LEN tokens (sha256 $corpus);"
   recipe+=" full fine-tuning of a random $BASE_CARD (seed $BASE_SEED), bf16 autocast, $BASE_MAX_STEP steps of"
@@ -166,7 +166,7 @@ base_checkpoint() {
     rm -rf "$work"
     echo "== building the embedded base model -> $out" >&2
     echo "   $recipe" >&2
-    base_corpus valid >/dev/null || die "writing the base validation text failed"
+    base_corpus valid "$cache" >/dev/null || die "writing the base validation text failed"
     environments/run torch python NLG_pytorch/src/gpt2_ft.py \
       --train_data "$cache/train.jsonl" --valid_data "$cache/valid.jsonl" --model_card "$BASE_CARD" --lora_dim 0 \
       --train_batch_size "$BASE_BATCH_SIZE" --valid_batch_size 32 --seq_len "$BASE_SEQ_LEN" --pad_multiple 8 --bf16 \
