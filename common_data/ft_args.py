@@ -18,6 +18,19 @@ def comma_list(text):
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def add_optimizer_arguments(group):
+    """microsoft/LoRA's AdamW, schedule and clipping flags (gpt2_ft.py's, and the probes' of NLG_*/src/probe.py)."""
+    group.add_argument("--lr", type=float, default=0.00001, help="learning rate")
+    group.add_argument("--weight_decay", type=float, default=0.01, help="weight decay rate")
+    group.add_argument("--correct_bias", action="store_true", help="correct the Adam bias terms")
+    group.add_argument("--adam_epislon", type=float, default=1e-6, help="Adam epsilon (microsoft/LoRA's spelling)")
+    group.add_argument("--adam_beta1", type=float, default=0.9, help="Adam beta1")
+    group.add_argument("--adam_beta2", type=float, default=0.98, help="Adam beta2")
+    group.add_argument("--scheduler", default="linear", choices=SCHEDULERS, help="learning-rate schedule")
+    group.add_argument("--warmup_step", type=int, default=0, help="linear warm-up steps")
+    group.add_argument("--clip", type=float, default=0.0, help="clip the gradient norm to this (0 = off)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Fine-tune GPT-2 with LoRA or JELLY adapters (microsoft/LoRA's gpt2_ft.py flags).",
@@ -62,19 +75,11 @@ def build_parser():
     model.add_argument("--switch_step", type=int, default=None, help="seq2par: switch to parallel after this step")
 
     optim = parser.add_argument_group("optimizer and schedule (microsoft/LoRA optimizer.py)")
-    optim.add_argument("--lr", type=float, default=0.00001, help="learning rate")
-    optim.add_argument("--weight_decay", type=float, default=0.01, help="weight decay rate")
-    optim.add_argument("--correct_bias", action="store_true", help="correct the Adam bias terms")
-    optim.add_argument("--adam_epislon", type=float, default=1e-6, help="Adam epsilon (microsoft/LoRA's spelling)")
-    optim.add_argument("--adam_beta1", type=float, default=0.9, help="Adam beta1")
-    optim.add_argument("--adam_beta2", type=float, default=0.98, help="Adam beta2")
-    optim.add_argument("--scheduler", default="linear", choices=SCHEDULERS, help="learning-rate schedule")
-    optim.add_argument("--warmup_step", type=int, default=0, help="linear warm-up steps")
+    add_optimizer_arguments(optim)
     optim.add_argument("--max_step", type=int, default=None,
                        help="stop after this step; without it, after --max_epoch epochs")
     optim.add_argument("--max_epoch", type=int, default=None, help="stop after this many epochs")
     optim.add_argument("--grad_acc", type=int, default=1, help="gradient accumulation steps")
-    optim.add_argument("--clip", type=float, default=0.0, help="clip the gradient norm to this (0 = off)")
     optim.add_argument("--label_smooth", type=float, default=0.0, help="label smoothing")
 
     run = parser.add_argument_group("run")

@@ -23,9 +23,9 @@ import numpy as np
 
 from common_data import batching
 from common_data.checkpoint import configs_from_metadata, load_tensors, save_tensors
-from common_data.ft_args import comma_list
+from common_data.ft_args import add_optimizer_arguments, comma_list
 from common_data.gpt2_config import ADAPTERS, JELLY_MODES, MODEL_CARDS, AdapterConfig, config_for_card
-from common_data.schedule import SCHEDULERS, learning_rate
+from common_data.schedule import learning_rate
 from NLG_jittor.src import adapters
 from NLG_jittor.src.model import GPT2LMModel
 from NLG_jittor.src.optimizer import adamw_from_args
@@ -61,15 +61,7 @@ def build_parser():
     train.add_argument("--steps", type=int, default=0, help="optimizer updates after the first batch's numbers")
     train.add_argument("--switch_step", type=int, default=None,
                        help="JELLY seq2par: switch to parallel after this step")
-    train.add_argument("--lr", type=float, default=0.00001, help="learning rate")
-    train.add_argument("--weight_decay", type=float, default=0.01, help="weight decay rate")
-    train.add_argument("--correct_bias", action="store_true", help="correct the Adam bias terms")
-    train.add_argument("--adam_epislon", type=float, default=1e-6, help="Adam epsilon")
-    train.add_argument("--adam_beta1", type=float, default=0.9, help="Adam beta1")
-    train.add_argument("--adam_beta2", type=float, default=0.98, help="Adam beta2")
-    train.add_argument("--scheduler", default="linear", choices=SCHEDULERS, help="learning-rate schedule")
-    train.add_argument("--warmup_step", type=int, default=0, help="linear warm-up steps")
-    train.add_argument("--clip", type=float, default=0.0, help="clip the gradient norm to this (0 = off)")
+    add_optimizer_arguments(train)
     return parser
 
 
