@@ -6,7 +6,8 @@ hf-peft: transformers' GPT2LMHeadModel with our config and the same initial weig
 peft's LoRA (r, alpha of the workload, dropout 0) on c_attn, labels -100 outside the completion, the
 batches our trainer trains on, torch.optim.AdamW with the same rate, betas, epsilon and weight decay.
 hf-generate: GPT2LMHeadModel.generate with the recipe's beam settings through NLG_pytorch/src/beam_bench.py's
-hf_search (transformers' default early stopping), on the batches of equal-length contexts ours decodes.
+hf_search (transformers' default early stopping), on the batches ours decodes (longest contexts first),
+left-padded with an attention mask as generate expects.
 """
 import numpy as np
 import peft
@@ -97,7 +98,7 @@ def measure_decoding(spec_values):
                                            torch_device.synchronizer(device))
     return workload.decoding_measurement(
         "hf-generate", torch_device.describe(device), seconds, found, probe,
-        {"search": "GPT2LMHeadModel.generate, num_beams, early_stopping=False (its default)",
+        {"search": "GPT2LMHeadModel.generate, num_beams, early_stopping=False (its default), left padding",
          "attention": model.config._attn_implementation, "precision": "bf16 autocast" if spec.bf16 else "fp32",
          "transformers": transformers.__version__})
 

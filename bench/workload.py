@@ -8,7 +8,7 @@ Throughput counts real tokens only, never padding: all tokens of each example, a
 
 Decoding: beam search (the recipe's settings, microsoft/LoRA's semantics for ours) from the first distinct
 E2E test contexts, with random weights that decode like a trained model's (common_data.synthetic_model:
-peaked distributions, hypotheses ending at varied lengths), in batches of contexts of one length.
+peaked distributions, hypotheses ending at varied lengths), in batches of batch_size contexts, longest first.
 
 A worker measures one implementation once and writes a Measurement as JSON; bench/__main__.py starts the
 workers repeat by repeat and bench/report.py turns their measurements into records.

@@ -2,7 +2,7 @@
 
 The framework runs the model and, per step, the top-k over beam x vocabulary; everything else lives here:
 which tokens to ban, which candidates finish, which continue, the length-penalised best hypothesis of
-every context, batching by context length and the prediction file.
+every context, batching contexts by length and the prediction file.
 
 Two semantics (`BeamSettings.semantics`):
 - "lora", microsoft/LoRA's gpt2_beam.py: the bans (n-grams, EOS before min_length) and the repetition
@@ -27,6 +27,7 @@ import numpy as np
 from common_data.jsonl import write_jsonl
 
 SEMANTICS = ("lora", "hf")
+PAD = -1  # left padding in BeamBatch.contexts: no token id, so no n-gram through it matches real tokens
 
 
 @dataclass(frozen=True)
@@ -93,16 +94,25 @@ def banned_ngram_tokens(history, size):
 
 
 class BeamBatch:
-    """The search state of contexts of one length, decoded together.
+    """The search state of contexts decoded together, left-padded to the longest.
 
     Rows are the hypotheses the framework runs: `rows_per_context` consecutive rows per live context
-    (1 before the first step, then `beam`). Contexts leave the batch as soon as they are done.
+    (1 before the first step, then `beam`). Contexts leave the batch as soon as they are done. The framework
+    feeds `prompts` (padding as token 0) with `padding`, the pad count of every prompt: the model gives padded
+    positions no attention and counts positions from each prompt's first token, so a context decodes as alone.
     """
 
     def __init__(self, settings, contexts):
         self.settings = settings
-        self.contexts = np.asarray(contexts, dtype=np.int64)
-        count = len(self.contexts)
+        count = len(contexts)
+        width = max(map(len, contexts))
+        if min(map(len, contexts)) == 0:
+            raise ValueError("BeamBatch: every context needs at least one token")
+        self.padding = np.array([width - len(context) for context in contexts], np.int64)
+        self.contexts = np.full((count, width), PAD, np.int64)
+        for row, context in enumerate(contexts):
+            self.contexts[row, self.padding[row]:] = context
+        self.prompts = np.maximum(self.contexts, 0)
         self.live = np.arange(count)
         self.rows_per_context = 1
         self.step = 0
@@ -119,8 +129,11 @@ class BeamBatch:
         """Tokens the bans and the repetition penalty look at, one row per hypothesis [rows, length]."""
         if not self.settings.history_includes_context:
             return self.tokens
-        context = np.repeat(self.contexts[self.live], self.rows_per_context, axis=0)
-        return np.concatenate([context, self.tokens], axis=1)
+        return self._after(self.contexts)
+
+    def _after(self, contexts):
+        """The live contexts' rows of `contexts`, once per hypothesis, followed by the generated tokens."""
+        return np.concatenate([np.repeat(contexts[self.live], self.rows_per_context, axis=0), self.tokens], axis=1)
 
     def banned_tokens(self):
         """(rows, tokens) whose score the framework sets to -inf before this step's top-k."""
@@ -135,7 +148,12 @@ class BeamBatch:
 
     def penalised_tokens(self):
         """Token ids per row for the repetition penalty [rows, length], or None when it is off."""
-        return None if self.settings.repetition_penalty == 1.0 else self.history()
+        if self.settings.repetition_penalty == 1.0:
+            return None
+        if not self.settings.history_includes_context:
+            return self.tokens
+        # padding stands in as the context's last token, which is penalised anyway (once per distinct token)
+        return self._after(np.where(self.contexts == PAD, self.contexts[:, -1:], self.contexts))
 
     def candidate_count(self, vocab_size):
         return self.settings.candidate_count(self.rows_per_context, vocab_size)
@@ -197,15 +215,9 @@ def query_tokens(context, seq_len, eval_len):
 
 
 def length_batches(queries, batch_size):
-    """Batches of indices into queries: equal length within a batch, longest first, input order inside."""
+    """Batches of at most batch_size indices into queries, longest queries first (the least padding)."""
     order = sorted(range(len(queries)), key=lambda i: (-len(queries[i]), i))
-    batches = []
-    for index in order:
-        if batches and len(batches[-1]) < batch_size and len(queries[batches[-1][0]]) == len(queries[index]):
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def unique_queries(queries):

@@ -6,8 +6,8 @@
         --no_repeat_ngram_size 4 --repetition_penalty 1.0 --eos_token_id 628 \\
         --work_dir runs/e2e --output_file predict.26290.b10p08r4.jsonl
 
-The adapters are merged into the weights first; identical contexts are decoded once; contexts of one
-length share a batch (see NLG_jittor/src/beam_search.py and common_data/beam.py).
+The adapters are merged into the weights first; identical contexts are decoded once; --batch_size contexts,
+longest first, share a batch, left-padded (see NLG_jittor/src/beam_search.py and common_data/beam.py).
 """
 import sys
 import time

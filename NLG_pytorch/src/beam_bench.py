@@ -45,21 +45,24 @@ def cut_at_eos(tokens, eos_token_ids):
 
 @torch.no_grad()
 def hf_search(model, prompts, settings, early_stopping="never"):
-    """transformers' generate on prompts of one length [n, length]: each best hypothesis, EOS included.
+    """transformers' generate on prompts (token lists): each best hypothesis, EOS included.
 
+    Prompts of different lengths are left-padded with an attention mask, as generate expects; its n-gram
+    blocking and repetition penalty read the padding as tokens, so exact comparisons use one length per call.
     early_stopping "never" gives the exact search our BeamSettings(semantics="hf") reproduces; False
     (transformers' default) stops on a heuristic that may miss the best hypothesis.
     """
-    input_ids = torch.tensor(prompts)
+    pad, width = settings.eos_token_ids[0], max(map(len, prompts))
+    input_ids = torch.tensor([[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts])
+    attention_mask = torch.tensor([[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts])
     options = dict(num_beams=settings.beam, length_penalty=settings.length_penalty,
                    early_stopping=early_stopping) if settings.beam > 1 else {}
-    output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+    output = model.generate(input_ids, attention_mask=attention_mask, do_sample=False,
                             max_new_tokens=settings.eval_len, min_new_tokens=settings.min_length,
                             no_repeat_ngram_size=settings.no_repeat_ngram_size,
                             repetition_penalty=settings.repetition_penalty,
-                            eos_token_id=list(settings.eos_token_ids), pad_token_id=settings.eos_token_ids[0],
-                            **options)
-    return [cut_at_eos(row[input_ids.shape[1]:].tolist(), settings.eos_token_ids) for row in output]
+                            eos_token_id=list(settings.eos_token_ids), pad_token_id=pad, **options)
+    return [cut_at_eos(row[width:].tolist(), settings.eos_token_ids) for row in output]
 
 
 def first_contexts(path, count):

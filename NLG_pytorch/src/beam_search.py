@@ -1,7 +1,7 @@
 """Batched beam search with a key/value cache (PyTorch side; the bookkeeping is common_data.beam).
 
-Contexts of one length share a batch, so the model needs no padding mask: one forward pass over the
-prompts, then one token per hypothesis and step.
+The contexts of a batch are left-padded to the longest (the model masks the padding): one forward pass over
+the prompts, then one token per hypothesis and step.
 """
 import torch
 from tqdm import tqdm
@@ -55,7 +55,7 @@ def best_continuations(scores, batch):
     return top_scores.cpu().numpy(), top_ids.cpu().numpy()
 
 
-def prefill(model, prompts):
+def prefill(model, prompts, padding):
     """The key/value cache of all prompt tokens but the last (None for one-token prompts).
 
     A loss mask of zeros makes the model skip the LM head: those positions' logits are never needed.
@@ -64,25 +64,27 @@ def prefill(model, prompts):
     if head.shape[1] == 0:
         return None
     mask = torch.zeros(head.shape, dtype=torch.float32, device=head.device)
-    _, _, past = model(head, targets=torch.zeros_like(head), loss_mask=mask, use_cache=True)
+    _, _, past = model(head, targets=torch.zeros_like(head), loss_mask=mask, use_cache=True, padding=padding)
     return past
 
 
 @torch.no_grad()
 def search_batch(model, contexts, settings, device):
-    """Beam search (greedy for beam 1) from contexts of one length [n, length]; the n best token lists."""
+    """Beam search (greedy for beam 1) from n contexts (token lists); the n best token lists."""
     batch = BeamBatch(settings, contexts)
-    prompts = torch.from_numpy(batch.contexts).to(device)
-    past = prefill(model, prompts)
+    prompts = torch.from_numpy(batch.prompts).to(device)
+    padding = torch.from_numpy(batch.padding).to(device)
+    past = prefill(model, prompts, padding)
     tokens = prompts[:, -1:]
     while True:
-        logits, _, past = model(tokens, past_key_values=past, use_cache=True)
+        logits, _, past = model(tokens, past_key_values=past, use_cache=True, padding=padding)
         scores = penalised_scores(logits[:, -1], batch)
         rows, new_tokens = batch.advance(*best_continuations(scores, batch), scores.shape[-1])
         if batch.done:
             return batch.best_tokens
         rows = torch.from_numpy(rows).to(device)
         past = [(key.index_select(0, rows), value.index_select(0, rows)) for key, value in past]
+        padding = padding.index_select(0, rows)
         tokens = torch.from_numpy(new_tokens).to(device)[:, None]
 
 

@@ -12,6 +12,21 @@ from common_data.init_params import init_adapter_params, init_base_params
 from NLG_pytorch.src.adapters import adapter_mode, adapter_state_dict, conv1d_for, is_merged
 
 
+def attention_mask(past_length, length, padding, device):
+    """Which keys the `length` queries that follow `past_length` cached positions see: [L, S], or with left
+    padding (pad count per row [B]) [B, 1, L, S].
+
+    Query i sits at position past_length + i and sees the keys up to it; with padding only the real ones, and
+    itself, so that a padded query (whose output nobody reads) still has a key to attend to.
+    """
+    keys = torch.arange(past_length + length, device=device)
+    queries = torch.arange(past_length, past_length + length, device=device)[:, None]
+    causal = keys <= queries
+    if padding is None:
+        return causal
+    return causal & ((keys >= padding[:, None, None, None]) | (keys == queries))
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config, adapter_config):
@@ -20,20 +35,17 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = conv1d_for(config, adapter_config, "attn.c_attn")
         self.c_proj = conv1d_for(config, adapter_config, "attn.c_proj")
 
-    def forward(self, x, past=None):
+    def forward(self, x, past=None, mask=None):
+        """mask: which keys each query sees ([L, S] or [B, 1, L, S], see attention_mask); None: causal."""
         batch, length, width = x.shape
         q, k, v = self.c_attn(x).split(width, dim=2)
         q = q.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
         k = k.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
         v = v.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
-        if past is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
+        if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-            # the new queries follow the cached positions: query i sees keys 0 .. past_length + i
-            mask = torch.ones(length, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - length)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
         y = y.transpose(1, 2).contiguous().view(batch, length, width)
         return self.c_proj(y), (k, v)
 
@@ -59,8 +71,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config, adapter_config)
 
-    def forward(self, x, past=None):
-        attn_out, present = self.attn(self.ln_1(x), past)
+    def forward(self, x, past=None, mask=None):
+        attn_out, present = self.attn(self.ln_1(x), past, mask)
         x = x + attn_out
         x = x + self.mlp(self.ln_2(x))
         return x, present
@@ -86,20 +98,27 @@ class GPT2LMModel(nn.Module):
         self.load_arrays({**base_arrays, **init_adapter_params(config, adapter, seed)})
 
     def forward(self, input_ids, targets=None, loss_mask=None, label_smooth=0.0, past_key_values=None,
-                use_cache=False, full_logits=False):
+                use_cache=False, full_logits=False, padding=None):
         """(logits [B, L, V], None) without targets, (None, loss) with them.
 
         past_key_values: a list of (k, v) per layer, each [B, n_head, past_length, head_dim], from an earlier
         call; with use_cache=True the result gains a third item, that list extended by input_ids.
         full_logits: compute the loss's logits at every position, as microsoft/LoRA does (same loss, more work).
-        Padding goes at the right: the causal mask keeps real tokens from seeing it.
+        Training pads at the right, where the causal mask keeps real tokens from seeing it. Decoding pads at
+        the left: padding (int [B]) counts each row's leading pad tokens, cached ones included; those get no
+        attention and positions count from each row's first real token, so every row computes as if alone.
         """
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         positions = torch.arange(past_length, past_length + input_ids.shape[1], device=input_ids.device)
+        if padding is not None:
+            positions = (positions - padding[:, None]).clamp(min=0)
+        mask = None
+        if past_key_values is not None or padding is not None:
+            mask = attention_mask(past_length, input_ids.shape[1], padding, input_ids.device)
         x = self.wte(input_ids) + self.wpe(positions)
         presents = []
         for i, block in enumerate(self.h):
-            x, present = block(x, None if past_key_values is None else past_key_values[i])
+            x, present = block(x, None if past_key_values is None else past_key_values[i], mask)
             presents.append(present)
         x = self.ln_f(x)
         if targets is None:

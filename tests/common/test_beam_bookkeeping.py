@@ -3,7 +3,7 @@ the prediction file and the command line."""
 import numpy as np
 import pytest
 
-from common_data.beam import (BeamBatch, BeamSettings, banned_ngram_tokens, length_batches, prediction_rows,
+from common_data.beam import (PAD, BeamBatch, BeamSettings, banned_ngram_tokens, length_batches, prediction_rows,
                               query_tokens, unique_queries)
 from common_data.beam_args import build_parser, eos_token_ids, parse_args
 
@@ -95,12 +95,30 @@ def test_hf_semantics_block_ngrams_of_the_context_too():
     assert hf.banned_tokens()[1].tolist() == [6]
 
 
-def test_length_batches_hold_one_length_each():
+def test_length_batches_take_the_longest_first():
     queries = [[1] * n for n in (3, 5, 3, 3, 5, 2, 3)]
-    batches = length_batches(queries, 2)
-    assert sorted(i for batch in batches for i in batch) == list(range(7))
-    assert all(len(batch) <= 2 and len({len(queries[i]) for i in batch}) == 1 for batch in batches)
-    assert len(batches) == 4
+    assert length_batches(queries, 2) == [[1, 4], [0, 2], [3, 6], [5]]
+
+
+def test_contexts_of_different_lengths_are_left_padded():
+    batch = BeamBatch(BeamSettings(beam=2), [[4, 5, 6], [7]])
+    assert batch.padding.tolist() == [0, 2]
+    assert batch.contexts.tolist() == [[4, 5, 6], [PAD, PAD, 7]] and batch.prompts.tolist() == [[4, 5, 6], [0, 0, 7]]
+
+
+@pytest.mark.parametrize("context", [[3], [4, 0, 4], [4, 5, 6, 4, 5]])
+def test_padding_changes_no_ban_and_no_penalised_token(context):
+    settings = BeamSettings(beam=2, eval_len=10, no_repeat_ngram_size=3, repetition_penalty=1.2, semantics="hf",
+                            eos_token_ids=(EOS,))
+    alone, padded = BeamBatch(settings, [context]), BeamBatch(settings, [[1] * 7, context])
+    # token 0 is what the framework feeds for padding: no n-gram may run through it
+    for first, second in ((0, 9), (0, 4), (4, 5), (0, 0)):
+        for batch in (alone, padded):
+            step(batch, [[(-1.0, 0, first), (-2.0, 0, second)]] * len(batch.live))
+        rows, tokens = padded.banned_tokens()
+        assert sorted(zip(rows[rows >= 2] - 2, tokens[rows >= 2])) == sorted(zip(*alone.banned_tokens()))
+        assert ([set(row) for row in padded.penalised_tokens()[2:].tolist()]
+                == [set(row) for row in alone.penalised_tokens().tolist()])
 
 
 def test_duplicate_contexts_are_decoded_once():

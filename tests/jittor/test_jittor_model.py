@@ -154,6 +154,26 @@ def test_kv_cache_gives_the_full_forward_logits():
     assert max_diff(np.concatenate(pieces, axis=1), full) <= 1e-5
 
 
+def test_left_padded_rows_compute_as_if_alone():
+    # decoding batches contexts of different lengths, left-padded: prompt, then two cached steps
+    model = trained(LORA)
+    padding = np.array([0, 3, 7])
+    padded = INPUT_IDS[:, :12].copy()
+    for row, count in enumerate(padding):
+        padded[row, :count] = 5
+    with jt.no_grad():
+        step_logits, _, past = model(jt.array(padded[:, :10]), use_cache=True, padding=jt.array(padding))
+        pieces = [step_logits.numpy()]
+        for start in (10, 11):
+            step_logits, _, past = model(jt.array(padded[:, start:start + 1]), past_key_values=past, use_cache=True,
+                                         padding=jt.array(padding))
+            pieces.append(step_logits.numpy())
+    together = np.concatenate(pieces, axis=1)
+    for row, count in enumerate(padding):
+        assert max_diff(together[row, count:], logits(model, INPUT_IDS[row:row + 1, count:12])[0]) <= 1e-5
+        assert np.isfinite(together[row]).all()
+
+
 def test_later_tokens_do_not_change_earlier_logits():
     model = trained(LORA)
     padded = INPUT_IDS.copy()

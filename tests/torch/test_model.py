@@ -108,6 +108,27 @@ def test_kv_cache_gives_the_full_forward_logits():
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() <= 1e-5
 
 
+def test_left_padded_rows_compute_as_if_alone():
+    # decoding batches contexts of different lengths, left-padded: prompt, then two cached steps
+    model = GPT2LMModel(CONFIG, LORA, seed=0)
+    input_ids, _, _ = batch(length=12)
+    padding = torch.tensor([0, 3, 7])
+    padded = input_ids.clone()
+    for row, count in enumerate(padding.tolist()):
+        padded[row, :count] = 5
+    with torch.no_grad():
+        logits, _, past = model(padded[:, :10], use_cache=True, padding=padding)
+        pieces = [logits]
+        for start in (10, 11):
+            logits, _, past = model(padded[:, start:start + 1], past_key_values=past, use_cache=True, padding=padding)
+            pieces.append(logits)
+        together = torch.cat(pieces, dim=1)
+        for row, count in enumerate(padding.tolist()):
+            alone, _ = model(input_ids[row:row + 1, count:])
+            assert (together[row, count:] - alone[0]).abs().max().item() <= 1e-5
+            assert torch.isfinite(together[row]).all()
+
+
 def test_later_tokens_do_not_change_earlier_logits():
     model = GPT2LMModel(CONFIG, LORA, seed=0)
     input_ids, _, _ = batch(length=12)
