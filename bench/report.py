@@ -64,6 +64,13 @@ PANELS = (("train", "tokens_per_s", "training: tokens / s", 1),
           ("eval", "seconds", "scoring the E2E test set: seconds", 1))
 
 
+def ratio_label(ratio, absent):
+    """The text over a bar: its ratio to ours-torch, nothing when ours-torch was not measured."""
+    if absent:
+        return "missing"
+    return "" if pd.isna(ratio) else f"{ratio:.2f}x"
+
+
 def plot(records, path, title):
     """One bar chart per panel: the median of each implementation, the repeats' range, the ratio to ours."""
     table = pd.DataFrame(records)
@@ -86,7 +93,7 @@ def plot(records, path, title):
         axis.set_xticks(list(positions), list(rows.impl), rotation=30, ha="right", fontsize=9)
         for position, top, ratio, absent in zip(positions, map(sum, zip(values, high)), rows.ratio_to_ours_torch,
                                                 missing):
-            axis.annotate("missing" if absent else f"{ratio:.2f}x", (position, top), ha="center", va="bottom",
+            axis.annotate(ratio_label(ratio, absent), (position, top), ha="center", va="bottom",
                           fontsize=8, xytext=(0, 2), textcoords="offset points")
         axis.margins(y=0.15)
     figure.suptitle(title, fontsize=10)

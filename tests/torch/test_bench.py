@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import workload
+from bench import report, workload
 from bench.__main__ import main as bench_main
 from bench.hf_worker import hf_labels, hf_model
 from common_data import batching
@@ -86,3 +86,16 @@ def test_bench_writes_records_with_agreeing_losses(spec, tmp_path):
             value["ours-torch", "tokens_per_s"] / value["ours-torch", "completion_tokens_per_s"])
     assert value["padded512", "mean_loss"] == pytest.approx(value["ours-torch", "mean_loss"], rel=1e-5)
     assert ratio["ours-torch", "tokens_per_s"] == 1.0
+
+
+def test_figure_without_ours_torch_has_no_ratios(tmp_path):
+    # `python -m bench --impls ours-jittor` measures no reference: the figure still draws, without ratios
+    measurement = {"seconds": 2.0, "counts": {"tokens": 100, "completion_tokens": 40}, "peak_memory_bytes": 2 ** 20,
+                   "losses": [10.0], "config": {}, "memory_kind": "rss"}
+    records = report.build_records({("train", "ours-jittor"): [measurement]}, {("train", "hf-peft"): "failed"},
+                                   "cpu", {"train": {}})
+    assert {record["ratio_to_ours_torch"] for record in records} == {None}
+    report.plot(records, tmp_path / "bench.png", "title")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [report.ratio_label(None, False), report.ratio_label(0.5, False), report.ratio_label(None, True)] == [
+        "", "0.50x", "missing"]
