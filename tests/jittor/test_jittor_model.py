@@ -11,7 +11,7 @@ from common_data.init_params import init_adapter_params, init_base_params
 from common_data.merge import merge_adapter_arrays
 from NLG_jittor.src.adapters import (adapter_mode, adapter_state_dict, mark_only_adapter_as_trainable, merge_adapters,
                                      switch_to_parallel, unmerge_adapters)
-from NLG_jittor.src.model import GPT2LMModel
+from NLG_jittor.src.model import GPT2LMModel, WeightedTokenLoss
 from NLG_jittor.src.optimizer import AdamW
 
 CONFIG = GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)
@@ -197,6 +197,20 @@ def test_loss_on_loss_positions_equals_loss_from_full_logits(label_smooth):
     assert abs(loss.item() - expected) <= 1e-5
     unmasked = model(jt.array(INPUT_IDS), targets=jt.array(TARGETS))[1].item()
     assert unmasked == loss_of(model, loss_mask=np.ones(TARGETS.shape, np.float32), label_smooth=0.0).item()
+
+
+@pytest.mark.parametrize("label_smooth", [0.1, 0.0])
+def test_loss_gradient_is_softmax_minus_the_smoothed_target(label_smooth):
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 4, (5, CONFIG.vocab_size)).astype(np.float32)
+    targets, weights = rng.integers(0, CONFIG.vocab_size, 5), np.array([1, 0, 1, 1, 0.5], np.float32)
+    logits_var = jt.array(logits)
+    loss = WeightedTokenLoss.apply(logits_var, jt.array(targets), jt.array(weights), label_smooth)
+    shifted = logits.astype(np.float64) - logits.max(-1, keepdims=True)
+    softmax = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    smoothed = np.full(logits.shape, label_smooth / CONFIG.vocab_size)
+    smoothed[np.arange(5), targets] += 1 - label_smooth
+    assert max_diff(jt.grad(loss * 3.0, logits_var).numpy(), 3.0 * (softmax - smoothed) * weights[:, None]) <= 1e-6
 
 
 @pytest.mark.parametrize("adapter", [LORA, FULL], ids=["adapters", "full"])
