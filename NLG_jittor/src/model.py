@@ -39,8 +39,8 @@ def attention_mask(past_length, length, padding):
 
 
 def log_sum_exp(logits):
-    """log sum exp over the last axis, summed in float64; no gradient flows through the shift by the maximum."""
-    peak = logits.max(dim=-1, keepdims=True).stop_grad()
+    """log sum exp over the last axis, summed in float64 (WeightedTokenLoss writes its gradient out)."""
+    peak = logits.max(dim=-1, keepdims=True)
     return peak.squeeze(-1) + (logits - peak).exp().float64().sum(dim=-1).log().float32()
 
 
