@@ -5,6 +5,7 @@
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from safetensors.numpy import save_file
 
 from common_data.atomic import atomic_open, atomic_path
 from common_data.checkpoint import configs_from_metadata, load_model_checkpoint, load_tensors, save_tensors
+from common_data.cli.command import add_debug_argument, command
 from common_data.gpt2_config import GPT2Config, base_param_shapes
 from common_data.merge import merge_adapter_arrays
 
@@ -115,6 +117,7 @@ def export_hf(base_path, out_dir, adapter_path=None):
     print(f"wrote {out_dir}: config.json, model.safetensors")
 
 
+@command("model_process.py")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,15 +130,13 @@ def main(argv=None):
     exporter.add_argument("base", help="base model .safetensors written by import-hf or by training")
     exporter.add_argument("out_dir", help="output folder for config.json and model.safetensors")
     exporter.add_argument("--adapter", help="adapter checkpoint (model.STEP.safetensors) to merge into the base")
+    add_debug_argument(parser, importer, exporter)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "import-hf":
-            import_hf(args.src, args.out)
-        else:
-            export_hf(args.base, args.out_dir, args.adapter)
-    except (OSError, ValueError) as error:
-        parser.exit(1, f"model_process {args.command}: error: {error}\n")
+    if args.command == "import-hf":
+        import_hf(args.src, args.out)
+    else:
+        export_hf(args.base, args.out_dir, args.adapter)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,8 +5,10 @@ type with a seeded generator, prints the counts per type before and after, and w
 {train,valid,test}_formatted.jsonl. A split whose only source is already a sample is passed through.
 """
 import argparse
+import sys
 from pathlib import Path
 
+from common_data.cli.command import add_debug_argument, command
 from common_data.pipeline import (DEFAULT_OUT_ROOT, DEFAULT_RATIO, DEFAULT_SEED, describe, fetch_if_no_mirror,
                                   load_dataset, sample_dataset, write_sampled)
 from common_data.sources import DATASETS
@@ -21,9 +23,11 @@ def build_parser():
                         "(default: ../shared/datasets, else the download folder)")
     parser.add_argument("--out", default=str(DEFAULT_OUT_ROOT / "{dataset}" / "sampled"),
                         help="output folder; {dataset} is replaced by the dataset name (default: %(default)s)")
+    add_debug_argument(parser)
     return parser
 
 
+@command("sample_datasets.py")
 def main(argv=None):
     args = build_parser().parse_args(argv)
     for dataset in args.datasets:
@@ -38,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

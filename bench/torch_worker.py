@@ -14,7 +14,7 @@ import tempfile
 import torch
 
 from bench import torch_device, workload
-from common_data.ft_args import parse_args
+from common_data.cli.ft_args import parse_args
 from common_data.gpt2_config import config_for_card
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.distributed import init_ranks

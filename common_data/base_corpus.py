@@ -17,6 +17,7 @@ import argparse
 import hashlib
 
 from common_data.batching import load_encoded
+from common_data.cli.command import add_debug_argument, command
 from common_data.encoding import END_OF_TEXT
 from common_data.jsonl import write_jsonl
 
@@ -50,6 +51,7 @@ def write_base_corpus(out, text_paths=(), row_paths=(), bos=END_OF_TEXT, pack=0)
         return hashlib.sha256(handle.read()).hexdigest()
 
 
+@command("python -m common_data.base_corpus")
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m common_data.base_corpus",
@@ -63,6 +65,7 @@ def main(argv=None):
                                                                      "(default: %(default)s)")
     parser.add_argument("--pack", type=int, default=0,
                         help="join consecutive pieces into rows of at most this many tokens (0: one piece a row)")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.pack < 0:
         parser.error(f"--pack must not be negative, got {args.pack}")

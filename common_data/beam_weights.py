@@ -7,43 +7,15 @@ Merged weights decode as fast as the plain model. Sources, as microsoft/LoRA's a
   model.N.json): the adapters, or every tensor after full fine-tuning.
 A tensor that does not fit the model stops with an error naming the file, the tensor and both shapes.
 """
-from pathlib import Path
-
-from common_data.checkpoint import configs_from_metadata, load_model_checkpoint, load_tensors
-from common_data.gpt2_config import AdapterConfig, base_param_shapes
+from common_data.checkpoint import (CheckpointError, check_base_tensors, check_config, configs_from_metadata,
+                                    load_model_checkpoint, load_tensors)
+from common_data.gpt2_config import AdapterConfig
 from common_data.init_params import init_base_params
 from common_data.merge import merge_adapter_arrays
 
 
-class CheckpointMismatch(ValueError):
-    """A checkpoint that does not fit the model configuration."""
-
-
 def is_adapter_tensor(name):
     return ".lora_A." in name or ".lora_B." in name
-
-
-def check_base_tensors(arrays, config, source, complete=True):
-    """Every tensor must be one of the model's with the model's shape; complete: all of them must be there."""
-    expected = base_param_shapes(config)
-    for name, array in arrays.items():
-        if name not in expected:
-            raise CheckpointMismatch(f"{source}: tensor {name} is not part of GPT-2 {config}")
-        if tuple(array.shape) != expected[name]:
-            raise CheckpointMismatch(f"{source}: tensor {name} has shape {tuple(array.shape)}, the model "
-                                     f"({config}) needs {expected[name]}")
-    missing = sorted(set(expected) - set(arrays)) if complete else []
-    if missing:
-        raise CheckpointMismatch(f"{source}: tensors missing: {', '.join(missing[:5])}"
-                                 f"{' ...' if len(missing) > 5 else ''}")
-
-
-def check_config(metadata, config, source):
-    """The model configuration stored in a checkpoint (if any) must be the one decoded with."""
-    if metadata and "config" in metadata:
-        stored, _, _ = configs_from_metadata(metadata, source)
-        if stored != config:
-            raise CheckpointMismatch(f"{source}: saved for {stored}, but the model card gives {config}")
 
 
 def flag_adapter(args):
@@ -51,8 +23,8 @@ def flag_adapter(args):
     adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim, lora_alpha=float(args.lora_alpha),
                                    targets=args.lora_targets, jelly_mode=args.jelly_mode)
     if adapter_config.adapter == "jelly" and adapter_config.jelly_mode == "seq2par":
-        raise CheckpointMismatch("--jelly_mode seq2par: adapter tensors without metadata do not say whether they "
-                                 "were saved before or after the switch; give --jelly_mode sequential or parallel")
+        raise CheckpointError("--jelly_mode seq2par: adapter tensors without metadata do not say whether they "
+                              "were saved before or after the switch; give --jelly_mode sequential or parallel")
     return adapter_config, adapter_config.initial_mode
 
 
@@ -60,7 +32,7 @@ def merged(base, adapters, config, adapter_config, mode, source):
     try:
         return merge_adapter_arrays(base, adapters, config, adapter_config, mode)
     except ValueError as error:
-        raise CheckpointMismatch(f"{source}: {error}") from error
+        raise CheckpointError(f"{source}: {error}") from error
 
 
 def decoding_arrays(config, args):
@@ -68,21 +40,18 @@ def decoding_arrays(config, args):
     adapters = {}
     if args.init_checkpoint:
         source = str(args.init_checkpoint)
-        if Path(source).suffix != ".safetensors":
-            raise CheckpointMismatch(f"{source}: not a .safetensors file (convert PyTorch checkpoints with "
-                                     "model_process.py import-hf; nothing here unpickles)")
         arrays, metadata = load_tensors(source)
         check_config(metadata, config, source)
         base = {name: array for name, array in arrays.items() if not is_adapter_tensor(name)}
         adapters = {name: array for name, array in arrays.items() if is_adapter_tensor(name)}
         if adapters and not base:
-            raise CheckpointMismatch(f"{source}: holds adapters only; give it as --adapter_checkpoint and the base "
-                                     "model as --init_checkpoint")
+            raise CheckpointError(f"{source}: holds adapters only; give it as --adapter_checkpoint and the base "
+                                  "model as --init_checkpoint")
         check_base_tensors(base, config, source)
         if adapters:
             if args.lora_dim == 0:
-                raise CheckpointMismatch(f"{source}: holds adapter tensors ({next(iter(adapters))}, ...); "
-                                         "give --lora_dim, --lora_alpha and --lora_targets to describe them")
+                raise CheckpointError(f"{source}: holds adapter tensors ({next(iter(adapters))}, ...); "
+                                      "give --lora_dim, --lora_alpha and --lora_targets to describe them")
             adapter_config, mode = flag_adapter(args)
             if metadata and "adapter_config" in metadata:
                 _, adapter_config, mode = configs_from_metadata(metadata, source)
@@ -92,7 +61,7 @@ def decoding_arrays(config, args):
     if args.adapter_checkpoint:
         source = str(args.adapter_checkpoint)
         if adapters:
-            raise CheckpointMismatch(f"{source}: --init_checkpoint holds adapters already")
+            raise CheckpointError(f"{source}: --init_checkpoint holds adapters already")
         trained, metadata = load_model_checkpoint(source)
         check_config(metadata, config, source)
         _, adapter_config, mode = configs_from_metadata(metadata, source)
@@ -100,7 +69,7 @@ def decoding_arrays(config, args):
             check_base_tensors(trained, config, source, complete=False)
             return {**base, **trained}
         if args.lora_dim and args.lora_dim != adapter_config.lora_dim:
-            raise CheckpointMismatch(f"{source}: adapters of rank {adapter_config.lora_dim}, --lora_dim says "
-                                     f"{args.lora_dim}")
+            raise CheckpointError(f"{source}: adapters of rank {adapter_config.lora_dim}, --lora_dim says "
+                                  f"{args.lora_dim}")
         return merged(base, trained, config, adapter_config, mode, source)
     return base

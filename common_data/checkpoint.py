@@ -14,13 +14,18 @@ import re
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from common_data.atomic import atomic_open, atomic_path
-from common_data.gpt2_config import AdapterConfig, GPT2Config
+from common_data.errors import UserError
+from common_data.gpt2_config import MODEL_CARDS, AdapterConfig, GPT2Config, base_param_shapes
 
 METADATA_KEY = "metadata"
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be read, or that does not fit the model configuration."""
 
 
 def save_tensors(path, arrays, metadata=None):
@@ -32,9 +37,14 @@ def save_tensors(path, arrays, metadata=None):
 
 def load_tensors(path):
     """(arrays, metadata) of a safetensors file; metadata is None when the file has none of ours."""
-    with safe_open(str(path), framework="np") as handle:
-        header = handle.metadata() or {}
-        arrays = {name: handle.get_tensor(name) for name in handle.keys()}
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            header = handle.metadata() or {}
+            arrays = {name: handle.get_tensor(name) for name in handle.keys()}
+    except SafetensorError as error:
+        raise CheckpointError(f"{path}: not a safetensors file ({error}); checkpoints are read as safetensors only, "
+                              "nothing is unpickled: convert a PyTorch or Hugging Face GPT-2 with "
+                              "`python model_process.py import-hf SRC OUT.safetensors`") from error
     metadata = json.loads(header[METADATA_KEY]) if METADATA_KEY in header else None
     return arrays, metadata
 
@@ -72,6 +82,45 @@ def load_model_checkpoint(path):
     if metadata is None:
         raise ValueError(f"{path}: no metadata in its header and no {sidecar.name} beside it")
     return arrays, metadata
+
+
+def model_size(config):
+    """'gpt2.tiny (4 layers x 256)', or the layers and width alone for a config of no model card."""
+    size = f"{config.n_layer} layers x {config.n_embd}"
+    card = next((name for name, card_config in MODEL_CARDS.items() if card_config == config), None)
+    return size if card is None else f"{card} ({size})"
+
+
+def check_config(metadata, config, source):
+    """The model configuration stored in a checkpoint (if any) must be the one the model is built with."""
+    if metadata and "config" in metadata:
+        stored, _, _ = configs_from_metadata(metadata, source)
+        if stored != config:
+            raise CheckpointError(f"{source}: holds a GPT-2 of {model_size(stored)}, but the model is "
+                                  f"{model_size(config)}: give the --model_card it was made for")
+
+
+def check_base_tensors(arrays, config, source, complete=True):
+    """Every tensor must be one of the model's with the model's shape; complete: all of them must be there."""
+    expected = base_param_shapes(config)
+    for name, array in arrays.items():
+        if name not in expected:
+            raise CheckpointError(f"{source}: tensor {name} is not part of GPT-2 {config}")
+        if tuple(array.shape) != expected[name]:
+            raise CheckpointError(f"{source}: tensor {name} has shape {tuple(array.shape)}, the model "
+                                  f"({model_size(config)}) needs {expected[name]}")
+    missing = sorted(set(expected) - set(arrays)) if complete else []
+    if missing:
+        raise CheckpointError(f"{source}: tensors missing: {', '.join(missing[:5])}"
+                              f"{' ...' if len(missing) > 5 else ''}")
+
+
+def load_base_checkpoint(path, config):
+    """The arrays of a base model checkpoint (gpt2_ft.py --init_checkpoint): exactly the model's tensors."""
+    arrays, metadata = load_tensors(path)
+    check_config(metadata, config, str(path))
+    check_base_tensors(arrays, config, str(path))
+    return arrays
 
 
 def configs_from_metadata(metadata, source):

@@ -15,10 +15,10 @@ microsoft/LoRA's examples/NLG/src/gpt2_decode.py, same flags, same output:
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 from common_data.atomic import atomic_open
+from common_data.cli.command import add_debug_argument, command
 from common_data.encoding import VOCAB_FILES, decode, load_tokenizer
 from common_data.errors import DataFormatError
 from common_data.jsonl import read_jsonl
@@ -45,6 +45,7 @@ def build_parser():
     parser.add_argument("--ref_num", default=4, type=int, help="webnlg / dart: number of reference files")
     parser.add_argument("--tokenize", action="store_true", help="split non-word characters off as tokens")
     parser.add_argument("--lower", action="store_true", help="lowercase")
+    add_debug_argument(parser)
     return parser
 
 
@@ -118,23 +119,20 @@ def write_outputs(groups, texts, args):
     write_lines(args.output_pred_file, [clean(texts[context]) for context in groups])
 
 
+@command("gpt2_decode.py")
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.ref_num < 1:
         parser.error(f"--ref_num must be at least 1, got {args.ref_num}")
-    try:
-        tokenizer = tokenizer_from(args.vocab)
-        contexts, groups = reference_groups(args.input_file)
-        texts = predictions(args.sample_file, contexts, tokenizer)
-        missing = [context for context in groups if context not in texts]
-        if missing:
-            raise DataFormatError(args.sample_file, f"{len(missing)} of {len(groups)} contexts",
-                                  f"no prediction, e.g. for the context {json.dumps(missing[0])}")
-        write_outputs(groups, texts, args)
-    except (ValueError, OSError) as error:
-        print(f"gpt2_decode.py: error: {error}", file=sys.stderr)
-        return 1
+    tokenizer = tokenizer_from(args.vocab)
+    contexts, groups = reference_groups(args.input_file)
+    texts = predictions(args.sample_file, contexts, tokenizer)
+    missing = [context for context in groups if context not in texts]
+    if missing:
+        raise DataFormatError(args.sample_file, f"{len(missing)} of {len(groups)} contexts",
+                              f"no prediction, e.g. for the context {json.dumps(missing[0])}")
+    write_outputs(groups, texts, args)
     print(f"{len(groups)} contexts, {sum(map(len, groups.values()))} references; wrote {args.output_pred_file} "
           f"and {args.output_ref_file}")
     return 0

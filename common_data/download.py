@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common_data.atomic import atomic_open
+from common_data.errors import UserError
 from common_data.paths import cache_dir
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
@@ -61,7 +62,7 @@ DOWNLOADS = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A file could not be fetched; the message says what to download by hand and where to put it."""
 
 

@@ -1,7 +1,11 @@
-"""The one error type for bad input data."""
+"""The project's error types for what users give it: commands end on them with one line (common_data/cli/command.py)."""
 
 
-class DataFormatError(ValueError):
+class UserError(Exception):
+    """Bad input, or a missing tool: the message says which file, flag or tool, and what is wrong."""
+
+
+class DataFormatError(UserError, ValueError):
     """Input that does not follow its format; the message names the file and the line or entry."""
 
     def __init__(self, path, where, problem):

@@ -5,9 +5,9 @@ import json
 import sys
 
 from common_data.atomic import atomic_open
+from common_data.cli.command import add_debug_argument, command
 
 from .e2e import score_e2e
-from .errors import EvalError
 from .inputs import read_e2e, read_generationeval
 from .webnlg import score_webnlg
 
@@ -27,17 +27,18 @@ def build_parser():
     e2e.add_argument("predictions", metavar="PRED", help="one prediction per line, in the order of REF's groups")
 
     for name, title in (("webnlg", "WebNLG"), ("dart", "DART")):
-        command = commands.add_parser(
+        subcommand = commands.add_parser(
             name, help=f"{title} metrics (GenerationEval eval.py)",
             description=f"{title} metrics as WebNLG's GenerationEval (eval.py) computes them.")
-        command.add_argument("--refs", required=True, metavar="PREFIX",
+        subcommand.add_argument("--refs", required=True, metavar="PREFIX",
                              help="reference files PREFIX0 .. PREFIX{N-1} (PREFIX itself when N is 1), "
                                   "one line per hypothesis, an empty line where an input has fewer references")
-        command.add_argument("--hyp", required=True, metavar="FILE", help="one hypothesis per line")
-        command.add_argument("--num-refs", required=True, type=int, metavar="N", help="number of reference files")
+        subcommand.add_argument("--hyp", required=True, metavar="FILE", help="one hypothesis per line")
+        subcommand.add_argument("--num-refs", required=True, type=int, metavar="N", help="number of reference files")
 
-    for command in commands.choices.values():
-        command.add_argument("--json", metavar="OUT", help="also write {metric: value} to OUT as JSON")
+    for subcommand in commands.choices.values():
+        subcommand.add_argument("--json", metavar="OUT", help="also write {metric: value} to OUT as JSON")
+    add_debug_argument(parser, *commands.choices.values())
     return parser
 
 
@@ -50,13 +51,9 @@ def score(args):
     return scores, {metric: 2 if metric == "BLEU" else 4 for metric in scores}
 
 
+@command("nlg-eval")
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        scores, decimals = score(args)
-    except EvalError as error:
-        parser.exit(2, f"nlg-eval: error: {error}\n")
+    scores, decimals = score(build_parser().parse_args(argv))
     print("SCORES:\n==============")
     for metric, value in scores.items():
         print(f"{metric}: {value:.{decimals[metric]}f}")

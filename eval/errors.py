@@ -1,5 +1,6 @@
 """The one error type of nlg_eval: bad input files or a missing tool, said in words instead of a traceback."""
+from common_data.errors import UserError
 
 
-class EvalError(Exception):
+class EvalError(UserError):
     """Scoring cannot start or finish; the message names the file (and line) or the missing tool."""

@@ -11,15 +11,15 @@ longest first, share a batch, left-padded (see NLG_jittor/src/beam_search.py and
 """
 import sys
 import time
-from pathlib import Path
 
 import jittor as jt
 
 from common_data import runlog
 from common_data.beam import query_tokens, unique_queries, write_predictions
-from common_data.beam_args import parse_args, settings_from_args
 from common_data.batching import load_encoded
 from common_data.beam_weights import decoding_arrays
+from common_data.cli.beam_args import parse_args, settings_from_args
+from common_data.cli.command import command, output_folder
 from common_data.errors import DataFormatError
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from NLG_jittor.src import run_info
@@ -47,8 +47,7 @@ def run_beam(args):
     config = config_for_card(args.model_card)
     if args.seq_len > config.n_positions:
         raise ValueError(f"--seq_len {args.seq_len} exceeds the {config.n_positions} positions of {args.model_card}")
-    work_dir = Path(args.work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = output_folder(args.work_dir)
     device = pick_device(args.device)
     record = runlog.RunRecord(work_dir / "run.beam.json", vars(args), run_info.framework_versions(),
                               run_info.device_name(device), seed=None)
@@ -72,13 +71,9 @@ def run_beam(args):
     return output, len(contexts), len(queries), seconds
 
 
+@command("gpt2_beam.py")
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        output, rows, distinct, seconds = run_beam(args)
-    except (ValueError, OSError) as error:
-        print(f"gpt2_beam.py: error: {error}", file=sys.stderr)
-        return 1
+    output, rows, distinct, seconds = run_beam(parse_args(argv))
     print(f"decoded {rows} rows ({distinct} distinct contexts) in {seconds:.1f}s "
           f"({distinct / seconds:.2f} contexts/s); wrote {output}")
     return 0

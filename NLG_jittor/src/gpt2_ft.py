@@ -22,9 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from common_data import batching, runlog
-from common_data.checkpoint import (checkpoint_metadata, load_model_checkpoint, load_tensors, model_checkpoint_path,
-                                    save_model_checkpoint)
-from common_data.ft_args import parse_args
+from common_data.checkpoint import (checkpoint_metadata, load_base_checkpoint, load_model_checkpoint,
+                                    model_checkpoint_path, save_model_checkpoint)
+from common_data.cli.command import command, output_folder
+from common_data.cli.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
 from common_data.schedule import learning_rate
@@ -66,7 +67,7 @@ class Trainer:
         self.adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim,
                                             lora_alpha=float(args.lora_alpha), lora_dropout=args.lora_dropout,
                                             targets=args.lora_targets, jelly_mode=args.jelly_mode)
-        base_arrays = load_tensors(args.init_checkpoint)[0] if args.init_checkpoint else None
+        base_arrays = load_base_checkpoint(args.init_checkpoint, self.config) if args.init_checkpoint else None
         self.model = GPT2LMModel(self.config, self.adapter_config, seed=args.random_seed, base_arrays=base_arrays)
         adapters.mark_only_adapter_as_trainable(self.model)
         self.optimizer = adamw_from_args([p for p in self.model.parameters() if p.requires_grad], args)
@@ -294,7 +295,7 @@ class Trainer:
     def run(self):
         """Train to the end; returns the process exit status (1 after a non-finite loss)."""
         args = self.args
-        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+        output_folder(args.work_dir)
         resumed_from = self.resume() if args.resume else None
         self.open_records(resumed_from)
         status = "failed"
@@ -323,6 +324,7 @@ class Trainer:
                 self.metrics.close()
 
 
+@command("gpt2_ft.py")
 def main(argv=None):
     args = parse_args(argv)
     if args.fp16 or args.bf16:

@@ -23,7 +23,7 @@ import torch
 
 from common_data import batching
 from common_data.checkpoint import configs_from_metadata, load_tensors, save_tensors
-from common_data.ft_args import add_optimizer_arguments, comma_list
+from common_data.cli.ft_args import add_optimizer_arguments, comma_list
 from common_data.gpt2_config import ADAPTERS, JELLY_MODES, MODEL_CARDS, AdapterConfig, config_for_card
 from common_data.schedule import learning_rate
 from NLG_pytorch.src import adapters

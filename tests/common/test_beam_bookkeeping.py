@@ -5,7 +5,7 @@ import pytest
 
 from common_data.beam import (PAD, BeamBatch, BeamSettings, banned_ngram_tokens, length_batches, prediction_rows,
                               query_tokens, unique_queries)
-from common_data.beam_args import build_parser, eos_token_ids, parse_args
+from common_data.cli.beam_args import build_parser, eos_token_ids, parse_args
 
 VOCAB = 100
 

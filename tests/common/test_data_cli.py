@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from common_data import cli
+from common_data.cli import nlg_data
 from common_data.formats import read_e2e_csv
 from common_data.jsonl import read_jsonl
 
@@ -20,7 +20,7 @@ def e2e_mirror(shared, tmp_path, monkeypatch):
 
 def test_prepare_writes_all_stages_then_skips(e2e_mirror, tmp_path, capsys):
     out = tmp_path / "out"
-    cli.main(["prepare", "--datasets", "e2e", "--out-root", str(out)])
+    nlg_data.main(["prepare", "--datasets", "e2e", "--out-root", str(out)])
     first = capsys.readouterr().out
     assert "passed through, source already sampled" in first and "coffee shop" in first
     files = sorted(path.relative_to(out) for path in out.rglob("*.jsonl"))
@@ -35,22 +35,21 @@ def test_prepare_writes_all_stages_then_skips(e2e_mirror, tmp_path, capsys):
     assert len(encoded) == len(sampled) < len(formatted)
     before = {f: (out / f).stat().st_mtime_ns for f in files}
 
-    cli.main(["prepare", "--datasets", "e2e", "--out-root", str(out)])
+    nlg_data.main(["prepare", "--datasets", "e2e", "--out-root", str(out)])
     assert "up to date" in capsys.readouterr().out
     assert before == {f: (out / f).stat().st_mtime_ns for f in files}
 
-    cli.main(["prepare", "--datasets", "e2e", "--out-root", str(out), "--seed", "2"])
+    nlg_data.main(["prepare", "--datasets", "e2e", "--out-root", str(out), "--seed", "2"])
     assert "up to date" not in capsys.readouterr().out
     assert read_jsonl(out / "e2e/sampled/valid_formatted.jsonl") != sampled
 
 
-def test_broken_source_stops_with_file_and_line_and_writes_nothing(e2e_mirror, tmp_path):
+def test_broken_source_stops_with_file_and_line_and_writes_nothing(e2e_mirror, tmp_path, capsys):
     devset = e2e_mirror / "datasets/e2e/official_devset.csv"
     lines = devset.read_text(encoding="utf-8").splitlines(keepends=True)
     lines[99] = lines[99].split('",', 1)[0] + '",\n'
     devset.write_text("".join(lines), encoding="utf-8")
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["prepare", "--datasets", "e2e", "--out-root", str(out)])
-    assert f"{devset}: line 100: row without ref" in str(stop.value)
+    assert nlg_data.main(["prepare", "--datasets", "e2e", "--out-root", str(out)]) == 1
+    assert f"nlg-data: error: {devset}: line 100: row without ref" in capsys.readouterr().err
     assert not out.exists() or not [path for path in out.rglob("*") if path.is_file()]

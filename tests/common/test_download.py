@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from common_data import cli
+from common_data.cli import nlg_data
 from common_data.download import DOWNLOADS, DownloadError, download, url_of
 
 
@@ -114,7 +114,7 @@ def test_prepare_without_mirror_downloads_and_samples_train(shared, server, tmp_
     monkeypatch.setenv("NLG_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NLG_DOWNLOAD_BASE_URL", base_url)
     out = tmp_path / "out"
-    cli.main(["prepare", "--datasets", "e2e", "--out-root", str(out)])
+    nlg_data.main(["prepare", "--datasets", "e2e", "--out-root", str(out)])
     printed = capsys.readouterr().out
     assert "passed through" not in printed
     assert str(tmp_path / "cache/downloads/e2e/official_trainset.csv") in printed

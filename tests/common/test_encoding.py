@@ -1,7 +1,7 @@
 """GPT-2 encoding: byte-identical to microsoft/LoRA's gpt2_encode.py output, and decoding back."""
 import pytest
 
-from common_data import cli
+from common_data.cli import nlg_data
 from common_data.encoding import END_OF_TEXT, decode, encode_rows, load_tokenizer
 from common_data.jsonl import read_jsonl
 
@@ -14,7 +14,7 @@ def tokenizer(shared):
 def test_encoded_fixture_is_byte_identical(shared, tmp_path):
     fixture = shared / "fixtures/seed_run"
     output = tmp_path / "e2e_test_sampled_encoded.jsonl"
-    cli.main(["encode", str(fixture / "e2e_test_sampled_formatted.jsonl"), str(output),
+    nlg_data.main(["encode", str(fixture / "e2e_test_sampled_formatted.jsonl"), str(output),
               "--vocab", str(shared / "vocab")])
     assert output.read_bytes() == (fixture / "e2e_test_sampled_encoded.jsonl").read_bytes()
 

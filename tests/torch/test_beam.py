@@ -259,4 +259,4 @@ def test_cli_rejects_a_checkpoint_of_another_model_card(tmp_path, encoded_rows, 
     save_tensors(path, peaked_arrays(other, seed=0), {"config": other.to_dict()})
     assert beam_cli(tmp_path, path, encoded_rows) == 1
     error = capsys.readouterr().err
-    assert str(path) in error and "saved for" in error
+    assert str(path) in error and "holds a GPT-2 of 2 layers x 64, but the model is gpt2.tiny" in error

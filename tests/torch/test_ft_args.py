@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from common_data.ft_args import build_parser, parse_args
+from common_data.cli.ft_args import build_parser, parse_args
 from NLG_pytorch.src import gpt2_ft
 
 # microsoft/LoRA's README command for GPT-2 M on E2E

@@ -9,8 +9,9 @@ import argparse
 import os
 
 from common_data.beam import SEMANTICS, BeamSettings
+from common_data.cli.command import add_debug_argument
+from common_data.cli.ft_args import comma_list
 from common_data.encoding import END_OF_TEXT
-from common_data.ft_args import comma_list
 from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
 
 DEFAULT_EOS = 628
@@ -24,6 +25,7 @@ def build_parser(description="Beam search with GPT-2 (+ merged LoRA / JELLY adap
         epilog="Writes WORK_DIR/OUTPUT_FILE: one JSON line {\"id\": row, \"predict\": token ids padded with 0 to "
                "--eval_len} per row of --data, as microsoft/LoRA's gpt2_beam.py; gpt2_decode.py turns it into text.",
     )
+    add_debug_argument(parser)
 
     data = parser.add_argument_group("data")
     data.add_argument("--data", required=True, help="encoded rows to decode (JSON lines of token ids, e.g. "

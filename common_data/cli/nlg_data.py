@@ -3,9 +3,9 @@ import argparse
 import sys
 import time
 
-from common_data.download import DOWNLOADS, DownloadError, download, downloads_dir, url_of
+from common_data.cli.command import add_debug_argument, command
+from common_data.download import DOWNLOADS, download, downloads_dir, url_of
 from common_data.encoding import load_tokenizer, write_encoded
-from common_data.errors import DataFormatError
 from common_data.jsonl import read_jsonl
 from common_data.pipeline import DEFAULT_OUT_ROOT, DEFAULT_RATIO, DEFAULT_SEED, prepare
 from common_data.sources import DATASETS
@@ -65,16 +65,15 @@ def build_parser():
     down.add_argument("--list", action="store_true", help="only print each URL and where it goes")
     down.add_argument("--base-url", default=None, help="replace the hosts (a mirror, a test server)")
     down.set_defaults(run=run_download)
+    add_debug_argument(parser, *commands.choices.values())
     return parser
 
 
+@command("nlg-data")
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except (DataFormatError, DownloadError, FileNotFoundError) as error:
-        sys.exit(f"nlg-data {args.command}: error: {error}")
+    args.run(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

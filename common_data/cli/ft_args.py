@@ -9,6 +9,7 @@ import argparse
 import os
 
 from common_data.batching import BatchConfig
+from common_data.cli.command import add_debug_argument
 from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
 from common_data.schedule import SCHEDULERS
 
@@ -40,6 +41,7 @@ def build_parser():
                "Under torchrun (or mpirun for Jittor) --train_batch_size is the global batch, split across ranks, "
                "so the losses do not depend on the number of processes.",
     )
+    add_debug_argument(parser)
 
     data = parser.add_argument_group("data")
     data.add_argument("--train_data", required=True, help="encoded training set (JSON lines of token ids)")

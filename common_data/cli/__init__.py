@@ -1,0 +1,2 @@
+"""The command lines of the project's commands: their flags (gpt2_ft.py, gpt2_beam.py, nlg-data) and how every
+command ends on bad input."""

@@ -1,0 +1,61 @@
+"""Bad input stops every command with one line naming the file (or flag) and what is wrong, no traceback; --debug
+or NLG_DEBUG=1 shows the traceback. The cases of the trainer come from tests/conftest.py (bad_trainer_inputs)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from common_data.cli.command import USER_ERRORS
+from common_data.paths import REPO_ROOT
+from NLG_pytorch.src import gpt2_ft
+
+TRAINER = REPO_ROOT / "NLG_pytorch" / "src" / "gpt2_ft.py"
+CASES = ["malformed_jsonl", "resume_from_another_run", "checkpoint_of_another_size", "unwritable_work_dir",
+         "not_safetensors"]
+
+
+def run(command, debug=False):
+    env = {key: value for key, value in os.environ.items() if key != "NLG_DEBUG"}
+    if debug:
+        env["NLG_DEBUG"] = "1"
+    return subprocess.run([sys.executable, *map(str, command)], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_trainer_stops_with_one_line(case, bad_trainer_inputs, one_error_line):
+    argv, texts = bad_trainer_inputs[case]
+    result = run([TRAINER, *argv])
+    assert result.returncode == 1
+    line = one_error_line(result.stderr, "gpt2_ft.py")
+    assert all(text in line for text in texts), line
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_debugging_raises_the_error_itself(case, bad_trainer_inputs, monkeypatch):
+    argv, texts = bad_trainer_inputs[case]
+    monkeypatch.setenv("NLG_DEBUG", "1")
+    with pytest.raises(USER_ERRORS) as error:
+        gpt2_ft.main(argv)
+    assert texts[-1] in str(error.value)
+
+
+@pytest.mark.parametrize("debug_flag", [False, True], ids=["NLG_DEBUG=1", "--debug"])
+def test_the_script_shows_the_traceback_when_debugging(debug_flag, bad_trainer_inputs):
+    argv, texts = bad_trainer_inputs["not_safetensors"]
+    result = run([TRAINER, *argv, *(["--debug"] if debug_flag else [])], debug=not debug_flag)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "CheckpointError" in result.stderr
+
+
+def test_beam_search_and_model_process_name_a_file_that_is_not_safetensors(bad_trainer_inputs, one_error_line,
+                                                                             tmp_path):
+    argv, _ = bad_trainer_inputs["not_safetensors"]
+    pickled, data = argv[argv.index("--init_checkpoint") + 1], argv[argv.index("--train_data") + 1]
+    beam = run([REPO_ROOT / "NLG_pytorch" / "src" / "gpt2_beam.py", "--data", data, "--model_card", "gpt2.tiny",
+                "--seq_len", "64", "--eval_len", "8", "--init_checkpoint", pickled, "--work_dir", tmp_path])
+    export = run([REPO_ROOT / "model_process.py", "export-hf", pickled, tmp_path / "hf"])
+    for result, prog in ((beam, "gpt2_beam.py"), (export, "model_process.py")):
+        assert result.returncode == 1
+        line = one_error_line(result.stderr, prog)
+        assert pickled in line and "not a safetensors file" in line and "model_process.py import-hf" in line
