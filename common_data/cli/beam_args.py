@@ -10,6 +10,7 @@ import os
 
 from common_data.beam import SEMANTICS, BeamSettings
 from common_data.cli.command import add_debug_argument
+from common_data.cli.config_file import add_config_argument, parse_args_with_config
 from common_data.cli.ft_args import comma_list
 from common_data.encoding import END_OF_TEXT
 from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
@@ -25,6 +26,7 @@ def build_parser(description="Beam search with GPT-2 (+ merged LoRA / JELLY adap
         epilog="Writes WORK_DIR/OUTPUT_FILE: one JSON line {\"id\": row, \"predict\": token ids padded with 0 to "
                "--eval_len} per row of --data, as microsoft/LoRA's gpt2_beam.py; gpt2_decode.py turns it into text.",
     )
+    add_config_argument(parser, "beam")
     add_debug_argument(parser)
 
     data = parser.add_argument_group("data")
@@ -113,6 +115,6 @@ def settings_from_args(args):
 
 def parse_args(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args_with_config(parser, argv, "beam")
     check_args(parser, args)
     return args

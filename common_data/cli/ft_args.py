@@ -10,6 +10,7 @@ import os
 
 from common_data.batching import BatchConfig
 from common_data.cli.command import add_debug_argument
+from common_data.cli.config_file import add_config_argument, parse_args_with_config
 from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
 from common_data.schedule import SCHEDULERS
 
@@ -41,6 +42,7 @@ def build_parser():
                "Under torchrun (or mpirun for Jittor) --train_batch_size is the global batch, split across ranks, "
                "so the losses do not depend on the number of processes.",
     )
+    add_config_argument(parser, "train")
     add_debug_argument(parser)
 
     data = parser.add_argument_group("data")
@@ -133,6 +135,6 @@ def check_args(parser, args):
 
 def parse_args(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args_with_config(parser, argv, "train")
     check_args(parser, args)
     return args

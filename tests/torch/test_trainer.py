@@ -73,6 +73,20 @@ def test_lora_run_logs_like_microsoft_lora_and_saves_adapters_only(e2e_encoded, 
     assert "rng.torch.0" in trainer_arrays and "exp_avg.h.2.attn.c_attn.lora_B.v" in trainer_arrays
 
 
+def test_the_run_json_of_a_run_repeats_it(e2e_encoded, tmp_path):
+    # adapter dropout and label smoothing on: the repeat must take every setting and the seed from run.json
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert train(e2e_encoded, first, "--lora_dim", "4", "--lora_dropout", "0.1", "--label_smooth", "0.1",
+                 "--lr", "0.001", "--warmup_step", "2", "--max_step", "4", "--save_interval", "4") == 0
+    assert gpt2_ft.main(["--config", str(first / "run.json"), "--work_dir", str(again)]) == 0
+    first_args, again_args = (json.loads((folder / "run.json").read_text())["args"] for folder in (first, again))
+    assert {**again_args, "work_dir": None, "config": None} == {**first_args, "work_dir": None}
+    assert [event["loss"] for event in events(again, "train")] == [event["loss"] for event in events(first, "train")]
+    first_model, _ = load_model_checkpoint(first / "model.4.safetensors")
+    again_model, _ = load_model_checkpoint(again / "model.4.safetensors")
+    assert all(np.array_equal(first_model[name], again_model[name]) for name in first_model)
+
+
 def test_jelly_switches_at_a_fractional_epoch_and_resets_the_adapter_moments(e2e_encoded, tmp_path, capsys):
     # 400 examples / 8 = 50 batches an epoch: 0.1 epoch is step 5
     assert train(e2e_encoded, tmp_path, "--adapter", "jelly", "--jelly_mode", "seq2par", "--switch_epoch", "0.1",
