@@ -6,6 +6,9 @@
         --train_batch_size 8 --seq_len 512 --lr 0.0002 --weight_decay 0.01 --correct_bias --adam_beta2 0.999 \\
         --scheduler linear --warmup_step 500 --max_epoch 5 --save_interval 1000 --lora_dim 4 --lora_alpha 32 \\
         --lora_dropout 0.1 --label_smooth 0.1 --work_dir runs/e2e --random_seed 110
+    python NLG_pytorch/src/gpt2_ft.py --config recipes/lora_paper/e2e_gpt2_md.yaml \\
+        --init_checkpoint gpt2-medium.safetensors --work_dir runs/e2e    (the same recipe as a file, recipes/)
+    python NLG_pytorch/src/gpt2_ft.py --config runs/e2e/run.json --work_dir runs/e2e_again    (repeats a run)
     torchrun --nproc_per_node 2 NLG_pytorch/src/gpt2_ft.py ...    (same flags; each rank takes its part of the batch)
 
 Writes into --work_dir: model.N.safetensors + model.N.json (adapter-only unless --lora_dim 0),

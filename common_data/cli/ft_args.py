@@ -3,7 +3,8 @@
 The flags of microsoft/LoRA's examples/NLG/src/gpt2_ft.py (with the helpers of its optimizer.py and
 gpu.py) keep their names, types and defaults, so that its documented command lines run unchanged;
 note that those defaults are not the recipe (the recipe passes --lr 0.0002 --correct_bias
---adam_beta2 0.999 --warmup_step 500 ...). Our own flags follow in their own groups.
+--adam_beta2 0.999 --warmup_step 500 ...; recipes/ holds it as a file for --config). Our own flags follow in
+their own groups.
 """
 import argparse
 import os

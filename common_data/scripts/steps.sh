@@ -13,25 +13,31 @@
 #
 # Options: an environment variable, or the same name as a flag in lower case (--max_step 300 or
 # --max-step=300 sets MAX_STEP); flags win. -h prints this text.
+#   RECIPE         the numbers of the run: a YAML file of gpt2_ft.py flags (train:) and gpt2_beam.py flags
+#                  (beam:), given to both scripts as --config (recipes/, README "Recipes"). Default: the
+#                  embedded default recipes/embedded/<dataset>.yaml, with INIT_CHECKPOINT the LoRA paper's
+#                  recipes/lora_paper/<dataset>_gpt2_md.yaml. Every option below that is set wins over it; the
+#                  data, the base weights and the run folder are the pipeline's (see data, INIT_CHECKPOINT).
 #   DATASET        e2e | webnlg | dart                                   (e2e)
 #   ADAPTER        lora | jelly                                           (lora)
 #   JELLY_MODE     parallel | sequential | seq2par                        (seq2par)
 #   SWITCH_STEP / SWITCH_EPOCH   seq2par switch; default: half of MAX_STEP, or epoch 1 with MAX_EPOCH
 #   RUN_DIR        the run folder                                        (runs/<framework>_<dataset>_<adapter>)
 #   INIT_CHECKPOINT  a real GPT-2 base in the checkpoint layout (model_process.py import-hf). Set: the
-#                  LoRA paper's recipe (MODEL_CARD gpt2.md, lr 2e-4, batch 8, 5 epochs, warmup 500,
-#                  seq_len 512, r 4, alpha 32, dropout 0.1, label smoothing 0.1 on E2E, beam 10,
-#                  length penalty 0.9 on E2E / 0.8, no_repeat_ngram_size 4). Empty: the embedded default,
-#                  a small base GPT-2 built once with the torch trainer and cached (see BASE_* below),
-#                  then a short deterministic LoRA run (dropout 0) that both frameworks repeat step for step.
-#   MODEL_CARD     gpt2.tiny | gpt2.sm | gpt2.md | gpt2.lg
-#   SEED           data order, initial weights and dropout                (110)
-#   training       LORA_DIM LORA_ALPHA LORA_DROPOUT LORA_TARGETS LR WEIGHT_DECAY WARMUP_STEP MAX_STEP
-#                  MAX_EPOCH BATCH_SIZE VALID_BATCH_SIZE SEQ_LEN LABEL_SMOOTH LOG_INTERVAL EVAL_INTERVAL
-#                  SAVE_INTERVAL (MAX_STEP, when set, wins over MAX_EPOCH); RESUME=1 continues the run in
-#                  RUN_DIR, otherwise train starts afresh and removes that run's earlier outputs
-#   beam search    BEAM LENGTH_PENALTY NO_REPEAT_NGRAM_SIZE REPETITION_PENALTY EVAL_LEN BEAM_BATCH_SIZE
-#                  EOS_TOKEN_ID CHECKPOINT (default: the newest model.N.safetensors in RUN_DIR)
+#                  LoRA paper's recipe (GPT-2 M, 5 epochs of batch 8, seq_len 512, lr 2e-4, warm-up 500,
+#                  r 4, alpha 32, dropout 0.1, label smoothing 0.1 on E2E; beam 10, length penalty 0.9 on
+#                  E2E / 0.8). Empty: the embedded default, a small base GPT-2 built once with the torch
+#                  trainer and cached (see BASE_* below), then a short deterministic LoRA run (dropout 0)
+#                  that both frameworks repeat step for step.
+#   recipe values  the recipe's, unless set: MODEL_CARD SEED (random_seed) and, under the names of their
+#                  flags in upper case, training LORA_DIM LORA_ALPHA LORA_DROPOUT LORA_TARGETS LR
+#                  WEIGHT_DECAY WARMUP_STEP MAX_STEP MAX_EPOCH VALID_BATCH_SIZE SEQ_LEN LABEL_SMOOTH
+#                  LOG_INTERVAL EVAL_INTERVAL SAVE_INTERVAL BATCH_SIZE (train_batch_size), beam search BEAM
+#                  LENGTH_PENALTY NO_REPEAT_NGRAM_SIZE REPETITION_PENALTY EVAL_LEN EOS_TOKEN_ID BEAM_BATCH_SIZE
+#                  (batch_size). Training stops at MAX_STEP or MAX_EPOCH, whichever comes first; a run
+#                  shorter than EVAL_INTERVAL validates at its end.
+#   RESUME=1       continue the run in RUN_DIR; otherwise train starts afresh and removes its earlier outputs
+#   CHECKPOINT     the adapters beam search decodes with (default: the newest model.N.safetensors in RUN_DIR)
 #   data           TRAIN_DATA VALID_DATA TEST_DATA (encoded, default common_data/<dataset>/encoded/*.jsonl),
 #                  VALID_ROWS (validate on the first N rows of VALID_DATA only; embedded default 200, else all),
 #                  TEST_FORMATTED (common_data/<dataset>/sampled/test_formatted.jsonl), REF_NUM (webnlg,
@@ -46,12 +52,22 @@
 
 STEPS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$STEPS_LIB_DIR/../.." && pwd)
-OPTION_NAMES=(DATASET ADAPTER JELLY_MODE SWITCH_STEP SWITCH_EPOCH RUN_DIR INIT_CHECKPOINT MODEL_CARD SEED
+OPTION_NAMES=(RECIPE DATASET ADAPTER JELLY_MODE SWITCH_STEP SWITCH_EPOCH RUN_DIR INIT_CHECKPOINT MODEL_CARD SEED
   LORA_DIM LORA_ALPHA LORA_DROPOUT LORA_TARGETS LR WEIGHT_DECAY WARMUP_STEP MAX_STEP MAX_EPOCH BATCH_SIZE
   VALID_BATCH_SIZE SEQ_LEN LABEL_SMOOTH LOG_INTERVAL EVAL_INTERVAL SAVE_INTERVAL RESUME
   BEAM LENGTH_PENALTY NO_REPEAT_NGRAM_SIZE REPETITION_PENALTY EVAL_LEN BEAM_BATCH_SIZE EOS_TOKEN_ID CHECKPOINT
   TRAIN_DATA VALID_DATA VALID_ROWS TEST_DATA TEST_FORMATTED REF_NUM
   BASE_ROWS BASE_TEXTS BASE_CARD BASE_MAX_STEP BASE_BATCH_SIZE BASE_SEQ_LEN BASE_LR BASE_WARMUP_STEP BASE_SEED)
+# The options that stand for a flag of gpt2_ft.py (train) or gpt2_beam.py (beam), OPTION:flag; unset, they take the
+# recipe's value. EOS_TOKEN_ID does not (the recipe may list several ids): set, it replaces the recipe's.
+TRAIN_FLAGS=(MODEL_CARD:model_card SEED:random_seed LORA_DIM:lora_dim LORA_ALPHA:lora_alpha
+  LORA_DROPOUT:lora_dropout LORA_TARGETS:lora_targets LR:lr WEIGHT_DECAY:weight_decay WARMUP_STEP:warmup_step
+  MAX_STEP:max_step MAX_EPOCH:max_epoch BATCH_SIZE:train_batch_size VALID_BATCH_SIZE:valid_batch_size
+  SEQ_LEN:seq_len LABEL_SMOOTH:label_smooth LOG_INTERVAL:log_interval EVAL_INTERVAL:eval_interval
+  SAVE_INTERVAL:save_interval SWITCH_STEP:switch_step SWITCH_EPOCH:switch_epoch)
+BEAM_FLAGS=(MODEL_CARD:model_card SEQ_LEN:seq_len BEAM:beam LENGTH_PENALTY:length_penalty
+  NO_REPEAT_NGRAM_SIZE:no_repeat_ngram_size REPETITION_PENALTY:repetition_penalty EVAL_LEN:eval_len
+  BEAM_BATCH_SIZE:batch_size)
 
 die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 
@@ -82,33 +98,27 @@ set_option() {
   export "${name?}"
 }
 
-# Defaults: the paper's recipe with INIT_CHECKPOINT, else the embedded default.
+# Defaults: the recipe (the paper's with INIT_CHECKPOINT, else the embedded default), then what follows from it.
 set_defaults() {
-  : "${DATASET:=e2e}" "${ADAPTER:=lora}" "${JELLY_MODE:=seq2par}" "${SEED:=110}"
+  local eval_interval_given=${EVAL_INTERVAL:-}
+  : "${DATASET:=e2e}" "${ADAPTER:=lora}" "${JELLY_MODE:=seq2par}"
   case "$DATASET" in e2e|webnlg|dart) ;; *) die "DATASET must be e2e, webnlg or dart, not '$DATASET'" ;; esac
   case "$ADAPTER" in lora|jelly) ;; *) die "ADAPTER must be lora or jelly, not '$ADAPTER'" ;; esac
+  if [ -n "${INIT_CHECKPOINT:-}" ]; then
+    : "${RECIPE:=recipes/lora_paper/${DATASET}_gpt2_md.yaml}"
+  else
+    : "${RECIPE:=recipes/embedded/$DATASET.yaml}" "${VALID_ROWS:=200}"
+    : "${BASE_ROWS=}" "${BASE_TEXTS=e2e webnlg dart}" "${BASE_CARD:=gpt2.tiny}" "${BASE_MAX_STEP:=800}"
+    : "${BASE_BATCH_SIZE:=8}" "${BASE_SEQ_LEN:=128}" "${BASE_LR:=0.002}" "${BASE_WARMUP_STEP:=50}"
+    : "${BASE_SEED:=1}"
+  fi
+  load_recipe
   : "${RUN_DIR:=runs/${FRAMEWORK}_${DATASET}_${ADAPTER}}"
   : "${TRAIN_DATA:=common_data/$DATASET/encoded/train.jsonl}" "${VALID_DATA:=common_data/$DATASET/encoded/valid.jsonl}"
   : "${TEST_DATA:=common_data/$DATASET/encoded/test.jsonl}"
   : "${TEST_FORMATTED:=common_data/$DATASET/sampled/test_formatted.jsonl}" "${REF_NUM:=6}"
-  : "${LORA_TARGETS:=q,v}" "${WEIGHT_DECAY:=0.01}" "${REPETITION_PENALTY:=1.0}" "${NO_REPEAT_NGRAM_SIZE:=4}"
-  : "${EVAL_LEN:=64}" "${EOS_TOKEN_ID:=628}" "${VALID_BATCH_SIZE:=4}"
-  if [ -n "${INIT_CHECKPOINT:-}" ]; then
-    : "${MODEL_CARD:=gpt2.md}" "${LORA_DIM:=4}" "${LORA_ALPHA:=32}" "${LORA_DROPOUT:=0.1}" "${LR:=0.0002}"
-    : "${WARMUP_STEP:=500}" "${BATCH_SIZE:=8}" "${SEQ_LEN:=512}" "${LOG_INTERVAL:=100}" "${EVAL_INTERVAL:=2000}"
-    : "${SAVE_INTERVAL:=1000}"
-    : "${BEAM:=10}" "${BEAM_BATCH_SIZE:=1}"
-    [ -n "${MAX_STEP:-}" ] || : "${MAX_EPOCH:=5}"
-    if [ "$DATASET" = e2e ]; then : "${LABEL_SMOOTH:=0.1}" "${LENGTH_PENALTY:=0.9}"
-    else : "${LABEL_SMOOTH:=0.0}" "${LENGTH_PENALTY:=0.8}"; fi
-  else
-    : "${MODEL_CARD:=gpt2.tiny}" "${LORA_DIM:=8}" "${LORA_ALPHA:=32}" "${LORA_DROPOUT:=0.0}" "${LR:=0.002}"
-    : "${WARMUP_STEP:=20}" "${BATCH_SIZE:=16}" "${SEQ_LEN:=128}" "${MAX_STEP:=300}" "${LABEL_SMOOTH:=0.0}"
-    : "${LOG_INTERVAL:=10}" "${EVAL_INTERVAL:=$(( MAX_STEP < 100 ? MAX_STEP : 100 ))}" "${SAVE_INTERVAL:=$MAX_STEP}"
-    : "${BEAM:=4}" "${BEAM_BATCH_SIZE:=8}" "${LENGTH_PENALTY:=0.8}" "${VALID_ROWS:=200}"
-    : "${BASE_ROWS=}" "${BASE_TEXTS=e2e webnlg dart}" "${BASE_CARD:=gpt2.tiny}" "${BASE_MAX_STEP:=800}"
-    : "${BASE_BATCH_SIZE:=8}" "${BASE_SEQ_LEN:=128}" "${BASE_LR:=0.002}" "${BASE_WARMUP_STEP:=50}"
-    : "${BASE_SEED:=1}"
+  if [ -z "$eval_interval_given" ] && [ -n "${MAX_STEP:-}" ] && [ "${EVAL_INTERVAL:-0}" -gt "$MAX_STEP" ]; then
+    EVAL_INTERVAL=$MAX_STEP
   fi
   if [ "$ADAPTER" = jelly ] && [ "$JELLY_MODE" = seq2par ] && [ -z "${SWITCH_STEP:-}${SWITCH_EPOCH:-}" ]; then
     if [ -n "${MAX_STEP:-}" ]; then SWITCH_STEP=$((MAX_STEP / 2)); else SWITCH_EPOCH=1; fi
@@ -116,6 +126,30 @@ set_defaults() {
 }
 
 in_env() { "$REPO_ROOT/environments/run" "$FRAMEWORK" "$@"; }
+
+# The recipe's values for the options of TRAIN_FLAGS and BEAM_FLAGS that are not set (its keys and types checked).
+load_recipe() {
+  local values section key value pair name
+  values=$(in_env python -m common_data.cli.recipe "$RECIPE") || die "RECIPE=$RECIPE cannot be used (see above)"
+  while IFS=$'\t' read -r section key value; do
+    for pair in $(flag_pairs "$section"); do
+      name=${pair%%:*}
+      if [ "${pair#*:}" = "$key" ] && [ -z "${!name:-}" ]; then export "$name=$value"; fi
+    done
+  done <<< "$values"
+}
+
+flag_pairs() { if [ "$1" = train ]; then echo "${TRAIN_FLAGS[*]}"; else echo "${BEAM_FLAGS[*]}"; fi; }
+
+# FLAGS=(--flag VALUE ...) for the set options of the OPTION:flag pairs given.
+set_flags() {
+  local pair name
+  FLAGS=()
+  for pair in "$@"; do
+    name=${pair%%:*}
+    [ -z "${!name:-}" ] || FLAGS+=("--${pair#*:}" "${!name}")
+  done
+}
 
 # The framework's copy of a microsoft/LoRA script: NLG_pytorch/src/NAME or NLG_jittor/src/NAME.
 framework_script() {
@@ -213,18 +247,10 @@ step_train() {
     mkdir -p "$RUN_DIR"
     head -n "$VALID_ROWS" "$VALID_DATA" > "$valid"
   fi
-  [ -n "${MAX_STEP:-}" ] && args+=(--max_step "$MAX_STEP")
-  [ -n "${MAX_EPOCH:-}" ] && args+=(--max_epoch "$MAX_EPOCH")
-  [ -n "${SWITCH_STEP:-}" ] && args+=(--switch_step "$SWITCH_STEP")
-  [ -n "${SWITCH_EPOCH:-}" ] && args+=(--switch_epoch "$SWITCH_EPOCH")
-  logged train in_env python "$script" \
-    --train_data "$TRAIN_DATA" --valid_data "$valid" --train_batch_size "$BATCH_SIZE" \
-    --valid_batch_size "$VALID_BATCH_SIZE" --seq_len "$SEQ_LEN" --model_card "$MODEL_CARD" --init_checkpoint "$base" \
-    --lr "$LR" --weight_decay "$WEIGHT_DECAY" --correct_bias --adam_beta2 0.999 --scheduler linear \
-    --warmup_step "$WARMUP_STEP" --lora_dim "$LORA_DIM" --lora_alpha "$LORA_ALPHA" --lora_dropout "$LORA_DROPOUT" \
-    --lora_targets "$LORA_TARGETS" --adapter "$ADAPTER" --jelly_mode "$JELLY_MODE" --label_smooth "$LABEL_SMOOTH" \
-    --log_interval "$LOG_INTERVAL" --eval_interval "$EVAL_INTERVAL" --save_interval "$SAVE_INTERVAL" \
-    --random_seed "$SEED" --work_dir "$RUN_DIR" "${args[@]}" "${EXTRA_ARGS[@]}"
+  set_flags "${TRAIN_FLAGS[@]}"
+  logged train in_env python "$script" --config "$RECIPE" "${FLAGS[@]}" \
+    --train_data "$TRAIN_DATA" --valid_data "$valid" --init_checkpoint "$base" \
+    --adapter "$ADAPTER" --jelly_mode "$JELLY_MODE" --work_dir "$RUN_DIR" "${args[@]}" "${EXTRA_ARGS[@]}"
 }
 
 step_beam() {
@@ -232,11 +258,9 @@ step_beam() {
   script=$(framework_script gpt2_beam.py)
   base=$(base_weights)
   checkpoint=${CHECKPOINT:-$(newest_checkpoint)}
-  logged beam in_env python "$script" \
-    --data "$TEST_DATA" --batch_size "$BEAM_BATCH_SIZE" --seq_len "$SEQ_LEN" --eval_len "$EVAL_LEN" \
-    --model_card "$MODEL_CARD" --init_checkpoint "$base" --adapter_checkpoint "$checkpoint" \
-    --beam "$BEAM" --length_penalty "$LENGTH_PENALTY" --no_repeat_ngram_size "$NO_REPEAT_NGRAM_SIZE" \
-    --repetition_penalty "$REPETITION_PENALTY" --eos_token_id "$EOS_TOKEN_ID" \
+  set_flags "${BEAM_FLAGS[@]}" EOS_TOKEN_ID:eos_token_id
+  logged beam in_env python "$script" --config "$RECIPE" "${FLAGS[@]}" \
+    --data "$TEST_DATA" --init_checkpoint "$base" --adapter_checkpoint "$checkpoint" \
     --work_dir "$RUN_DIR" --output_file predict.jsonl "${EXTRA_ARGS[@]}"
 }
 

@@ -1,0 +1,49 @@
+"""`python -m common_data.cli.recipe FILE`: the values of a recipe for the pipeline scripts (common_data/scripts/
+steps.sh), one line `SECTION<TAB>KEY<TAB>VALUE` each, after checking every key against its command's flags.
+
+A recipe (recipes/) has two sections of flag values: `train:` for gpt2_ft.py and `beam:` for gpt2_beam.py. Values
+print as on the command line (lists comma-separated, switches true or false); keys set to null are left out.
+"""
+import argparse
+import sys
+
+from common_data.cli import beam_args, ft_args
+from common_data.cli.command import add_debug_argument, command
+from common_data.cli.config_file import SECTIONS, ConfigError, load_file, read_config
+
+PARSERS = {"train": ft_args.build_parser, "beam": beam_args.build_parser}
+
+
+def recipe_values(path):
+    """[(section, key, value)] of a recipe, in the file's order, every value checked and converted."""
+    content = load_file(path)
+    if not isinstance(content, dict) or sorted(content) != sorted(SECTIONS):
+        raise ConfigError(f"{path}: a recipe has two sections of flag values, train: (gpt2_ft.py) and beam: "
+                          "(gpt2_beam.py)")
+    return [(section, key, value) for section in SECTIONS
+            for key, value in read_config(PARSERS[section](), path, section).items()]
+
+
+def command_line_text(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+@command("python -m common_data.cli.recipe")
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m common_data.cli.recipe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", help="the recipe file (YAML)")
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
+    for section, key, value in recipe_values(args.recipe):
+        if value is not None:
+            print(f"{section}\t{key}\t{command_line_text(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

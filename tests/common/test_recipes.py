@@ -1,0 +1,105 @@
+"""The recipes (recipes/): valid for both commands, the LoRA paper's numbers, and how the pipeline scripts read them."""
+import subprocess
+
+import pytest
+
+from common_data.cli.recipe import recipe_values
+from common_data.paths import REPO_ROOT
+
+RECIPES = sorted((REPO_ROOT / "recipes").rglob("*.yaml"))
+DATASETS = ("e2e", "webnlg", "dart")
+# Hu et al. 2021, Table 11 (GPT-2 L uses GPT-2 M's), with microsoft/LoRA's commands for the flags it does not list
+PAPER_TRAIN = {"train_batch_size": 8, "max_epoch": 5, "lr": 0.0002, "weight_decay": 0.01, "correct_bias": True,
+               "adam_beta2": 0.999, "scheduler": "linear", "warmup_step": 500, "lora_dim": 4, "lora_alpha": 32,
+               "lora_dropout": 0.1, "lora_targets": ("q", "v"), "seq_len": 512, "random_seed": 110}
+PAPER_BEAM = {"beam": 10, "no_repeat_ngram_size": 4, "seq_len": 512, "eos_token_id": [628]}
+
+
+def sections(path):
+    values = {"train": {}, "beam": {}}
+    for section, key, value in recipe_values(path):
+        values[section][key] = value
+    return values
+
+
+def test_the_recipes_are_there():
+    names = {str(path.relative_to(REPO_ROOT / "recipes")) for path in RECIPES}
+    assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | \
+        {f"lora_paper/{dataset}_gpt2_{size}.yaml" for dataset in DATASETS for size in ("md", "lg")}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.stem)
+def test_every_recipe_is_valid_for_both_commands_and_names_its_dataset(path):
+    values = sections(path)
+    dataset = path.stem.split("_")[0]
+    assert values["train"]["train_data"] == f"common_data/{dataset}/encoded/train.jsonl"
+    assert values["beam"]["data"] == f"common_data/{dataset}/encoded/test.jsonl"
+    assert values["beam"]["model_card"] == values["train"]["model_card"]
+    assert values["beam"]["seq_len"] == values["train"]["seq_len"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("size, card", [("md", "gpt2.md"), ("lg", "gpt2.lg")])
+def test_the_paper_recipes_hold_table_11(dataset, size, card):
+    values = sections(REPO_ROOT / "recipes" / "lora_paper" / f"{dataset}_gpt2_{size}.yaml")
+    assert values["train"] | PAPER_TRAIN == values["train"] and values["beam"] | PAPER_BEAM == values["beam"]
+    assert values["train"]["model_card"] == card
+    assert values["train"]["label_smooth"] == (0.1 if dataset == "e2e" else 0.0)
+    assert values["beam"]["length_penalty"] == (0.9 if dataset == "e2e" else 0.8)
+
+
+def test_the_embedded_recipes_differ_only_in_their_data():
+    def settings(dataset):
+        text = (REPO_ROOT / "recipes" / "embedded" / f"{dataset}.yaml").read_text(encoding="utf-8")
+        return text.split("\ntrain:", 1)[1].replace(dataset, "DATASET")
+
+    assert len({settings(dataset) for dataset in DATASETS}) == 1
+
+
+def pipeline_flags(*options, **variables):
+    """{flag: value} that the pipeline scripts pass to gpt2_ft.py (train) and gpt2_beam.py (beam)."""
+    script = ('source common_data/scripts/steps.sh; parse_options "$@"; set_defaults; '
+              'set_flags "${TRAIN_FLAGS[@]}"; echo "TRAIN ${FLAGS[*]} --config $RECIPE"; '
+              'set_flags "${BEAM_FLAGS[@]}"; echo "BEAM ${FLAGS[*]} --config $RECIPE"')
+    result = subprocess.run(["bash", "-c", script, "steps", *options], capture_output=True, text=True,
+                            cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin", "FRAMEWORK": "torch", **variables})
+    assert result.returncode == 0, result.stderr
+    flags = {}
+    for line in result.stdout.splitlines():
+        step, *words = line.split()
+        flags[step.lower()] = dict(zip(words[::2], words[1::2]))
+    return flags
+
+
+def test_the_pipeline_passes_the_recipe_and_the_options_that_are_set():
+    flags = pipeline_flags("--lr", "0.5", LORA_DIM="2")
+    assert flags["train"]["--config"] == flags["beam"]["--config"] == "recipes/embedded/e2e.yaml"
+    assert (flags["train"]["--lr"], flags["train"]["--lora_dim"], flags["train"]["--max_step"]) == ("0.5", "2", "300")
+    assert (flags["train"]["--eval_interval"], flags["train"]["--train_batch_size"]) == ("100", "16")
+    assert (flags["beam"]["--beam"], flags["beam"]["--batch_size"], flags["beam"]["--seq_len"]) == ("4", "8", "128")
+
+
+def test_a_run_shorter_than_its_validation_interval_validates_at_its_end():
+    assert pipeline_flags(MAX_STEP="40")["train"]["--eval_interval"] == "40"
+    assert pipeline_flags(MAX_STEP="40", EVAL_INTERVAL="100")["train"]["--eval_interval"] == "100"
+
+
+def test_init_checkpoint_selects_the_paper_recipe_and_recipe_another(tmp_path):
+    flags = pipeline_flags(INIT_CHECKPOINT="gpt2-medium.safetensors", DATASET="dart")
+    assert flags["train"]["--config"] == "recipes/lora_paper/dart_gpt2_md.yaml"
+    assert (flags["train"]["--model_card"], flags["train"]["--max_epoch"], flags["beam"]["--length_penalty"]) == \
+        ("gpt2.md", "5", "0.8")
+    assert "--max_step" not in flags["train"]
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("train:\n  lr: 0.01\n  max_step: 7\nbeam:\n  beam: 2\n", encoding="utf-8")
+    flags = pipeline_flags("--recipe", str(recipe))
+    assert (flags["train"]["--lr"], flags["train"]["--max_step"], flags["beam"]["--beam"]) == ("0.01", "7", "2")
+
+
+def test_the_pipeline_stops_on_a_bad_recipe(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("train:\n  lr: fast\nbeam: {}\n", encoding="utf-8")
+    result = subprocess.run(["common_data/scripts/steps.sh", "train", "--recipe", str(recipe)], capture_output=True,
+                            text=True, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert f"{recipe}: train: key 'lr': expected a number, got 'fast'" in result.stderr
