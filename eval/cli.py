@@ -53,7 +53,8 @@ def score(args):
 
 @command("nlg-eval")
 def main(argv=None):
-    scores, decimals = score(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    scores, decimals = score(args)
     print("SCORES:\n==============")
     for metric, value in scores.items():
         print(f"{metric}: {value:.{decimals[metric]}f}")
