@@ -179,7 +179,7 @@ def measure(runners, repeats):
 
 
 def summary(records):
-    table = pd.DataFrame(records)[["task", "metric", "impl", "value", "ratio_to_ours_torch"]]
+    table = pd.DataFrame(records)[["task", "metric", "impl", "value", "spread", "ratio_to_ours_torch"]]
     return table.to_string(index=False, float_format=lambda value: f"{value:.4g}")
 
 
@@ -201,6 +201,8 @@ def main(argv=None):
                                       f"{args.model_card}, batch {args.batch_size}, {'bf16' if args.bf16 else 'fp32'}; "
                                       f"median of {args.repeats}")
     print(summary(records))
+    for warning in report.unstable_ratios(records):
+        print(f"bench: WARNING {warning}", file=sys.stderr)
     print(f"wrote {args.out} and {args.figure}")
     return 1 if missing else 0
 

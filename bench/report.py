@@ -1,8 +1,10 @@
 """Records of log/bench.json and the figure, from the measurements of python -m bench.
 
-A record: {"task", "impl", "device", "config", "metric", "value", "ratio_to_ours_torch", "samples"}: value is
-the median of the repeats (listed in samples), the ratio is value / ours-torch's value of the same task and
-metric. An implementation that could not run has value null and a "missing" reason.
+A record: {"task", "impl", "device", "config", "metric", "value", "ratio_to_ours_torch", "samples", "spread",
+"ratio_samples"}: value is the median of the repeats (listed in samples), spread their range over that median,
+the ratio is value / ours-torch's value of the same task and metric, and ratio_samples the ratio repeat by
+repeat (the implementations take turns, so repeat i of each ran under the same conditions). An implementation
+that could not run has value null and a "missing" reason.
 """
 import statistics
 
@@ -13,6 +15,7 @@ from common_data.atomic import atomic_path
 
 REFERENCE_IMPL = "ours-torch"
 MIB = 2 ** 20
+RATIO_MOVE_WARNING = 0.10  # warn when a ratio's repeats span more than this share of its median
 
 
 def per_second(count):
@@ -51,11 +54,34 @@ def build_records(measurements, missing, device, task_configs):
         for metric in METRICS[task]:
             records.append({"task": task, "impl": impl, "device": device, "config": task_configs[task],
                             "metric": metric, "value": None, "samples": [], "missing": reason})
-    reference = {(r["task"], r["metric"]): r["value"] for r in records if r["impl"] == REFERENCE_IMPL}
+    reference = {(r["task"], r["metric"]): r for r in records if r["impl"] == REFERENCE_IMPL}
     for record in records:
-        base = reference.get((record["task"], record["metric"]))
-        record["ratio_to_ours_torch"] = record["value"] / base if record["value"] is not None and base else None
+        base = reference.get((record["task"], record["metric"]), {})
+        record["spread"] = relative_range(record["samples"])
+        record["ratio_to_ours_torch"] = (record["value"] / base["value"]
+                                         if record["value"] is not None and base.get("value") else None)
+        pairs = zip(record["samples"], base.get("samples", [])) if record["samples"] else []
+        record["ratio_samples"] = [mine / theirs for mine, theirs in pairs if theirs]
     return records
+
+
+def relative_range(samples):
+    """(max - min) / median of the samples; None for fewer than two or a zero median."""
+    if len(samples) < 2 or not statistics.median(samples):
+        return None
+    return (max(samples) - min(samples)) / abs(statistics.median(samples))
+
+
+def unstable_ratios(records, threshold=RATIO_MOVE_WARNING):
+    """Warnings for the ratios to ours-torch that moved by more than threshold between repeats."""
+    warnings = []
+    for record in records:
+        moved = relative_range(record.get("ratio_samples") or [])
+        if record["impl"] != REFERENCE_IMPL and moved is not None and moved > threshold:
+            shown = ", ".join(f"{ratio:.3g}" for ratio in record["ratio_samples"])
+            warnings.append(f"{record['task']} {record['metric']} {record['impl']}: its ratio to {REFERENCE_IMPL} "
+                            f"moved by {moved:.0%} between repeats ({shown}): the figure is not stable here")
+    return warnings
 
 
 PANELS = (("train", "tokens_per_s", "training: tokens / s", 1),
@@ -100,3 +126,61 @@ def plot(records, path, title):
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
+
+
+def grouped_bars(axis, rows, unit):
+    """Bars of each implementation, one per stage (e.g. fp32 and bf16), side by side."""
+    stage_names = sorted(rows.stage.unique())
+    impls = list(dict.fromkeys(rows.impl))
+    width = 0.8 / len(stage_names)
+    for offset, stage in enumerate(stage_names):
+        chosen = rows[rows.stage == stage].set_index("impl")
+        values = [chosen.value.get(impl) for impl in impls]
+        positions = [index + offset * width for index in range(len(impls))]
+        bars = axis.bar(positions, [0.0 if pd.isna(value) else value / unit for value in values], width,
+                        label=stage)
+        for bar, value in zip(bars, values):
+            if pd.isna(value):
+                axis.annotate("missing", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom", fontsize=7)
+    axis.set_xticks([index + 0.4 - width / 2 for index in range(len(impls))], impls, rotation=30, ha="right",
+                    fontsize=9)
+    axis.legend(fontsize=8)
+
+
+def plot_gpu_check(records, path, title):
+    """bench/gpu_check.py's figure: training speed and memory per precision, decoding speed, loss alignment."""
+    table = pd.DataFrame(records)
+    figure = Figure(figsize=(17, 4.2))
+    axes = figure.subplots(1, 4)
+    panels = (("train", "tokens_per_s", "training: tokens / s", 1),
+              ("train", "peak_memory_bytes", "training: peak memory (MiB)", MIB),
+              ("decode", "sentences_per_s", "decoding: sentences / s", 1))
+    for axis, (task, metric, label, unit) in zip(axes, panels):
+        axis.set_title(label, fontsize=10)
+        rows = table[(table.task == task) & (table.metric == metric)] if len(table) else table
+        if rows.empty:
+            axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+            continue
+        grouped_bars(axis, rows, unit)
+    axis = axes[3]
+    axis.set_title("|loss - torch's| per step (fp32)", fontsize=10)
+    rows = table[table.task == "align"] if len(table) else table
+    drawn = False
+    for _, row in rows.iterrows():
+        if row["samples"]:
+            steps = range(1, len(row["samples"]) + 1)
+            # exact zeros cannot be drawn on a log scale: they sit at the axis floor
+            zeros = sum(delta == 0 for delta in row["samples"])
+            axis.plot(steps, [max(delta, 1e-9) for delta in row["samples"]], marker=".",
+                      label=row["impl"] + (f" ({zeros} steps exactly 0, drawn at 1e-9)" if zeros else ""))
+            drawn = True
+    if drawn:
+        axis.set_yscale("log")
+        axis.set_xlabel("step")
+        axis.legend(fontsize=8)
+    else:
+        axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format=path.suffix.lstrip("."))

@@ -14,7 +14,8 @@ from common_data import batching
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from NLG_pytorch.src.model import GPT2LMModel
 
-RECORD_KEYS = {"task", "impl", "device", "config", "metric", "value", "ratio_to_ours_torch", "samples"}
+RECORD_KEYS = {"task", "impl", "device", "config", "metric", "value", "ratio_to_ours_torch", "samples", "spread",
+               "ratio_samples"}
 IMPLS = {"ours-torch", "ours-jittor", "padded512", "hf-peft", "hf-generate"}
 
 
@@ -99,3 +100,22 @@ def test_figure_without_ours_torch_has_no_ratios(tmp_path):
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [report.ratio_label(None, False), report.ratio_label(0.5, False), report.ratio_label(None, True)] == [
         "", "0.50x", "missing"]
+
+
+def test_records_give_the_spread_and_warn_when_a_ratio_moves_between_repeats():
+    def measurement(seconds):
+        return {"seconds": seconds, "counts": {"tokens": 100, "completion_tokens": 40}, "peak_memory_bytes": 2 ** 20,
+                "losses": [10.0], "config": {}, "memory_kind": "rss"}
+
+    def records_for(jittor_seconds):
+        runs = {("train", "ours-torch"): [measurement(1.0), measurement(2.0), measurement(1.0)],
+                ("train", "ours-jittor"): [measurement(seconds) for seconds in jittor_seconds]}
+        return report.build_records(runs, {}, "cpu", {"train": {}})
+
+    steady = records_for([1.1, 2.2, 1.1])  # slower by the same factor in every repeat, whatever the load
+    tokens = {r["impl"]: r for r in steady if r["metric"] == "tokens_per_s"}
+    assert tokens["ours-torch"]["spread"] == pytest.approx((100 - 50) / 100)
+    assert tokens["ours-jittor"]["ratio_samples"] == pytest.approx([1 / 1.1] * 3)
+    assert report.unstable_ratios(steady) == []
+    moving = report.unstable_ratios(records_for([1.1, 2.0, 1.4]))
+    assert any("tokens_per_s ours-jittor" in warning for warning in moving)
