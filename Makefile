@@ -2,7 +2,7 @@
 RUN := environments/run
 PYTEST := python -m pytest -q
 
-.PHONY: help env data test test-torch test-jittor reproduce bench clean
+.PHONY: help env data test test-torch test-jittor reproduce bench gpu-check gpu-wheels clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ reproduce:  ## the main job: data, base GPT-2, train/beam/decode/eval in both fr
 
 bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
 	$(RUN) torch python -m bench $(BENCH_FLAGS)
+
+gpu-check:  ## the prepared GPU check (bench/gpu_check.sh) into OUT (default log/gpu_check); DRY_RUN=1: on the CPU, tiny
+	bench/gpu_check.sh $(if $(DRY_RUN),--dry-run) $(or $(OUT),log/gpu_check)
+
+gpu-wheels:  ## fetch the wheels bench/gpu_check.sh installs on a GPU machine without a package index (bench/wheels)
+	bench/gpu_wheels.sh
 
 clean:  ## remove prepared data and caches (keeps the environments)
 	rm -rf common_data/*/formatted common_data/*/sampled common_data/*/encoded .pytest_cache

@@ -1,0 +1,79 @@
+"""bench/gpu_check.sh --dry-run: every stage of the prepared GPU check runs on the CPU (tiny model, 2 steps),
+its records agree where they must, and a stage that fails is recorded while the next ones still run."""
+import json
+import subprocess
+
+import pytest
+
+from bench import gpu_check
+from common_data.paths import REPO_ROOT
+
+STAGES = ["precision", "train_fp32", "train_bf16", "align", "decode"]
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    if not (gpu_check.ENCODED_E2E / "train.jsonl").is_file():
+        pytest.skip("common_data/e2e/encoded is missing: make data")
+    out = tmp_path_factory.mktemp("gpu_check")
+    done = subprocess.run([str(REPO_ROOT / "bench/gpu_check.sh"), "--dry-run", str(out)], capture_output=True,
+                          text=True)
+    records = json.loads((out / "bench_gpu.json").read_text())
+    return done, records, out
+
+
+def values(records, stage, metric):
+    return {r["impl"]: r["value"] for r in records if r["stage"] == stage and r["metric"] == metric}
+
+
+def test_every_stage_runs_and_the_figure_is_drawn(dry_run):
+    done, records, out = dry_run
+    stage_lines = [line for line in done.stdout.splitlines() if line.startswith("gpu_check:")]
+    assert done.returncode == 0, "\n".join(stage_lines) + done.stderr[-2000:]
+    stage_status = {r["impl"]: r["status"] for r in records if r["task"] == "stage"}
+    assert stage_status == dict.fromkeys(STAGES, "ok")
+    assert (out / "bench_gpu.png").read_bytes()[:4] == b"\x89PNG"
+    assert all((out / "logs" / f"{stage}.log").is_file() for stage in STAGES if stage != "align")
+
+
+def test_training_implementations_start_from_the_same_loss(dry_run):
+    _, records, _ = dry_run
+    fp32 = values(records, "train_fp32", "first_loss")
+    bf16 = values(records, "train_bf16", "first_loss")
+    assert set(fp32) == {"ours-torch", "ours-jittor", "padded512", "hf-peft"}
+    assert set(bf16) == set(gpu_check.DRY_RUN.bf16_impls.split(","))
+    assert all(value == pytest.approx(fp32["ours-torch"], rel=1e-5) for value in fp32.values())
+    assert all(value == pytest.approx(fp32["ours-torch"], rel=2e-2) for value in bf16.values())
+    assert all(value > 0 for value in values(records, "train_fp32", "tokens_per_s").values())
+
+
+def test_alignment_compares_every_step_and_precision_is_checked(dry_run):
+    _, records, _ = dry_run
+    align = [r for r in records if r["task"] == "align"]
+    assert {r["impl"] for r in align} == {"jittor", "torch-cpu"}
+    for record in align:
+        assert len(record["samples"]) == gpu_check.DRY_RUN.align_steps
+        assert record["value"] < 1e-4
+    precision = {r["metric"]: r for r in records if r["task"] == "precision"}
+    assert set(precision) == {f"matmul_{dtype}_max_rel_error" for dtype in ("float32", "float16", "bfloat16")}
+    assert precision["matmul_float32_max_rel_error"]["config"]["correct"]
+    decode = values(records, "decode", "mean_generated_tokens")
+    assert set(decode) == {"ours-torch", "ours-jittor", "hf-generate"}
+    assert decode["ours-torch"] == decode["ours-jittor"]
+
+
+def test_a_failing_stage_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
+    def broken(deadline):
+        raise gpu_check.StageFailed("exit status 1: jittor cannot compile for this CUDA")
+
+    def working(deadline):
+        return [{"stage": "decode", "task": "decode", "impl": "ours-torch", "metric": "sentences_per_s",
+                 "value": 1.0}]
+
+    monkeypatch.setattr(gpu_check, "stages", lambda out, sizes: [("precision", broken), ("decode", working)])
+    records = gpu_check.run_check(tmp_path, gpu_check.DRY_RUN, budget_s=60)
+    stage_records = {r["impl"]: r for r in records if r["task"] == "stage"}
+    assert stage_records["precision"]["status"] == "failed"
+    assert "cannot compile" in stage_records["precision"]["missing"]
+    assert stage_records["decode"]["status"] == "ok"
+    assert json.loads((tmp_path / "bench_gpu.json").read_text()) == records
