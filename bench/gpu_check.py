@@ -74,7 +74,7 @@ def run_logged(command, log, limit, variables=None):
         raise StageFailed(f"exit status {done.returncode}: {lines[-1] if lines else ''}")
 
 
-def bench_records(stage, out, tasks, impls, sizes, bf16, limit):
+def bench_records(stage, out, encoded, tasks, impls, sizes, bf16, limit):
     """python -m bench for one task and precision; its records, each marked with the stage."""
     records_path = out / "stages" / f"{stage}.json"
     command = [sys.executable, "-m", "bench", "--tasks", tasks, "--impls", impls, "--repeats", "1",
@@ -83,7 +83,9 @@ def bench_records(stage, out, tasks, impls, sizes, bf16, limit):
                "--warmup_steps", str(sizes.warmup_steps), "--steps", str(sizes.steps),
                "--contexts", str(sizes.contexts), "--decode_batch_size", str(min(16, sizes.contexts)),
                "--beam", str(sizes.beam), "--eval_len", str(sizes.eval_len),
-               "--out", str(records_path), "--figure", str(out / "stages" / f"{stage}.png")]
+               "--train_data", str(encoded / "train.jsonl"), "--valid_data", str(encoded / "valid.jsonl"),
+               "--test_data", str(encoded / "test.jsonl"), "--out", str(records_path),
+               "--figure", str(out / "stages" / f"{stage}.png")]
     try:
         run_logged(command, out / "logs" / f"{stage}.log", limit)
     except StageFailed:
@@ -124,14 +126,14 @@ def device_of(out, name):
     return str(read_json(record).get("device", "")) if record.is_file() else ""
 
 
-def align_records(out, sizes, deadline):
+def align_records(out, encoded, sizes, deadline):
     """LoRA r 4 on q, v for align_steps steps from the same seed in each run; |Δ loss| per step against torch."""
     valid = out / "stages" / "align_valid.jsonl"
-    write_jsonl(valid, read_jsonl(ENCODED_E2E / "valid.jsonl")[:sizes.batch_size])
+    write_jsonl(valid, read_jsonl(encoded / "valid.jsonl")[:sizes.batch_size])
     losses, failures = {}, {}
     for name, (environment, trainer, variables) in ALIGN_RUNS.items():
         work_dir = out / "stages" / f"align_{name}"
-        command = [RUN, environment, "python", trainer, "--train_data", str(ENCODED_E2E / "train.jsonl"),
+        command = [RUN, environment, "python", trainer, "--train_data", str(encoded / "train.jsonl"),
                    "--valid_data", str(valid), "--model_card", sizes.align_model_card,
                    "--train_batch_size", str(sizes.batch_size), "--seq_len", str(sizes.seq_len),
                    "--lora_dim", "4", "--lora_alpha", "32", "--lr", "0.0002", "--correct_bias",
@@ -170,28 +172,28 @@ def stage_record(name, seconds, error):
             "status": "ok" if error is None else "failed", **({"missing": error} if error else {})}
 
 
-def stages(out, sizes):
+def stages(out, encoded, sizes):
     """(name, function of the stage's deadline -> records), in the order they run."""
-    train_impls = "ours-torch,ours-jittor,padded512,hf-peft"
+    def measured(stage, task, impls, bf16=False):
+        return lambda deadline: bench_records(stage, out, encoded, task, impls, sizes, bf16,
+                                              deadline - time.monotonic())
+
     return [
         ("precision", lambda deadline: precision_records(out, deadline - time.monotonic())),
-        ("train_fp32", lambda deadline: bench_records("train_fp32", out, "train", train_impls, sizes, False,
-                                                      deadline - time.monotonic())),
-        ("train_bf16", lambda deadline: bench_records("train_bf16", out, "train", sizes.bf16_impls, sizes, True,
-                                                      deadline - time.monotonic())),
-        ("align", lambda deadline: align_records(out, sizes, deadline)),
-        ("decode", lambda deadline: bench_records("decode", out, "decode", "ours-torch,ours-jittor,hf-generate",
-                                                  sizes, False, deadline - time.monotonic())),
+        ("train_fp32", measured("train_fp32", "train", "ours-torch,ours-jittor,padded512,hf-peft")),
+        ("train_bf16", measured("train_bf16", "train", sizes.bf16_impls, bf16=True)),
+        ("align", lambda deadline: align_records(out, encoded, sizes, deadline)),
+        ("decode", measured("decode", "decode", "ours-torch,ours-jittor,hf-generate")),
     ]
 
 
-def run_check(out, sizes, budget_s, only=None):
+def run_check(out, encoded, sizes, budget_s, only=None):
     """Every stage in turn, each within its limit and the whole budget; returns the records."""
     for folder in ("stages", "logs"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     budget_end = time.monotonic() + budget_s
     records = []
-    for name, function in stages(out, sizes):
+    for name, function in stages(out, encoded, sizes):
         if only and name not in only:
             continue
         start = time.monotonic()
@@ -232,14 +234,17 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="tiny model, 2 steps per stage (runs on the CPU)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds for all the stages together (default 420, 1800 with --dry-run)")
+    parser.add_argument("--encoded", type=Path, default=ENCODED_E2E,
+                        help="folder of the encoded E2E train.jsonl, valid.jsonl and test.jsonl (make data)")
     parser.add_argument("--stages", default=None, help="comma-separated subset of the stages to run")
     args = parser.parse_args(argv)
-    if not (ENCODED_E2E / "train.jsonl").is_file():
-        parser.error(f"{ENCODED_E2E}/train.jsonl is missing: run `make data` here, and on a device machine "
+    missing = [name for name in ("train.jsonl", "valid.jsonl", "test.jsonl") if not (args.encoded / name).is_file()]
+    if missing:
+        parser.error(f"{args.encoded} lacks {', '.join(missing)}: run `make data` here, and on a device machine "
                      "carry common_data/e2e/encoded")
     sizes = DRY_RUN if args.dry_run else Sizes()
     budget = args.budget or (1800 if args.dry_run else 420)
-    records = run_check(args.out, sizes, budget, args.stages.split(",") if args.stages else None)
+    records = run_check(args.out, args.encoded, sizes, budget, args.stages.split(",") if args.stages else None)
     report.plot_gpu_check(records, args.out / "bench_gpu.png",
                           f"gpu_check{' --dry-run' if args.dry_run else ''}: {sizes.model_card} "
                           f"(align: {sizes.align_model_card}), batch {sizes.batch_size}")

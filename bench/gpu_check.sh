@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/gpu_check.sh [--dry-run] OUT_DIR   (make gpu-check OUT=...)
+# bench/gpu_check.sh [--dry-run] OUT_DIR [--encoded DIR ...]   (make gpu-check OUT=...)
 #
 # The prepared GPU check in one command: on CUDA, our trainers in torch and Jittor at GPT-2 medium against
 # microsoft/LoRA's padded-512 configuration and transformers + peft (fp32 and bf16), loss alignment of
@@ -17,11 +17,12 @@
 # environments (.venv/torch, .venv/jittor), no wheels: the test suite runs it so that the script cannot rot.
 set -euo pipefail
 
-usage() { echo "usage: bench/gpu_check.sh [--dry-run] OUT_DIR" >&2; exit 2; }
+usage() { echo "usage: bench/gpu_check.sh [--dry-run] OUT_DIR [python -m bench.gpu_check options]" >&2; exit 2; }
 dry_run=()
 if [ "${1:-}" = --dry-run ]; then dry_run=(--dry-run); shift; fi
-[ $# -eq 1 ] || usage
+[ $# -ge 1 ] || usage
 out=$(mkdir -p "$1" && cd "$1" && pwd)
+shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
@@ -47,4 +48,4 @@ if [ ${#dry_run[@]} -eq 0 ]; then
   echo "gpu_check: environments ready in $NLG_ENV_DIR ($((SECONDS - start)) s)"
   nvidia-smi -L || echo "gpu_check: WARNING nvidia-smi lists no GPU: the stages run on the CPU"
 fi
-exec environments/run torch python -m bench.gpu_check "${dry_run[@]}" "$out"
+exec environments/run torch python -m bench.gpu_check "${dry_run[@]}" "$out" "$@"

@@ -1,6 +1,7 @@
 """bench/gpu_check.sh --dry-run: every stage of the prepared GPU check runs on the CPU (tiny model, 2 steps),
 its records agree where they must, and a stage that fails is recorded while the next ones still run."""
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -12,12 +13,13 @@ STAGES = ["precision", "train_fp32", "train_bf16", "align", "decode"]
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory):
-    if not (gpu_check.ENCODED_E2E / "train.jsonl").is_file():
-        pytest.skip("common_data/e2e/encoded is missing: make data")
+def dry_run(tmp_path_factory, e2e_encoded):
+    encoded = tmp_path_factory.mktemp("encoded")
+    for name, source in (("train", "train"), ("valid", "valid"), ("test", "valid")):
+        shutil.copy(e2e_encoded[source], encoded / f"{name}.jsonl")
     out = tmp_path_factory.mktemp("gpu_check")
-    done = subprocess.run([str(REPO_ROOT / "bench/gpu_check.sh"), "--dry-run", str(out)], capture_output=True,
-                          text=True)
+    done = subprocess.run([str(REPO_ROOT / "bench/gpu_check.sh"), "--dry-run", str(out), "--encoded", str(encoded)],
+                          capture_output=True, text=True)
     records = json.loads((out / "bench_gpu.json").read_text())
     return done, records, out
 
@@ -70,8 +72,8 @@ def test_a_failing_stage_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch
         return [{"stage": "decode", "task": "decode", "impl": "ours-torch", "metric": "sentences_per_s",
                  "value": 1.0}]
 
-    monkeypatch.setattr(gpu_check, "stages", lambda out, sizes: [("precision", broken), ("decode", working)])
-    records = gpu_check.run_check(tmp_path, gpu_check.DRY_RUN, budget_s=60)
+    monkeypatch.setattr(gpu_check, "stages", lambda out, encoded, sizes: [("precision", broken), ("decode", working)])
+    records = gpu_check.run_check(tmp_path, tmp_path, gpu_check.DRY_RUN, budget_s=60)
     stage_records = {r["impl"]: r for r in records if r["task"] == "stage"}
     assert stage_records["precision"]["status"] == "failed"
     assert "cannot compile" in stage_records["precision"]["missing"]
