@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import jittor as jt
-import numpy as np
 from tqdm import tqdm
 
 from common_data import batching, runlog
