@@ -4,10 +4,15 @@
 #                           Jittor 1.3.11 fails at import otherwise). On a GPU machine CUDA stays on.
 #   use_cutt=0 use_cutlass=0  on a GPU machine: these CUDA helpers are downloaded at first use,
 #                           which fails offline; Jittor falls back to its own kernels.
+#   cache_name=nlg          Jittor names its kernel cache after the git branch of the folder it is installed
+#                           in (our checkout), so every branch or worktree would compile its kernels anew
+#                           (about 6 minutes); one name shares them.
 #   oneDNN                  Jittor downloads a oneDNN 2.2 tarball at import. We give it Debian's
 #                           libdnnl-dev instead, in the folder it would have unpacked into; when that
 #                           cannot be had, use_mkl=0 (slow CPU matmuls) with a warning.
 # Any of these already set in the caller's environment wins.
+
+export cache_name=${cache_name-nlg}
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   export use_cutt=${use_cutt-0} use_cutlass=${use_cutlass-0}
