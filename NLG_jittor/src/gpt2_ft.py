@@ -307,6 +307,8 @@ class Trainer:
             mode = adapters.adapter_mode(self.model)
             self.console(str(runlog.AdapterLine(args.adapter if args.lora_dim else "none", mode, self.progress.step)))
             self.event("start", step=self.progress.step, adapter_mode=mode, resumed=resumed_from is not None)
+            if args.eval_at_start and self.progress.step == 0:
+                self.run_evaluation()
             with tqdm(total=self.max_step, initial=self.progress.step, desc="train", unit="step",
                       disable=not self.ranks.is_main, dynamic_ncols=True) as bar, self.record.phase("train"):
                 self.train(bar)

@@ -93,6 +93,8 @@ def build_parser():
     run.add_argument("--random_seed", type=int, default=10, help="seed of the initial weights, data order and dropout")
     run.add_argument("--log_interval", type=int, default=100, help="print the training loss every this many steps")
     run.add_argument("--eval_interval", type=int, default=2000, help="evaluate on --valid_data every this many steps")
+    run.add_argument("--eval_at_start", action="store_true",
+                     help="also evaluate before the first step (step 0), so that the run's fall in valid loss shows")
     run.add_argument("--save_interval", type=int, default=500, help="save a checkpoint every this many steps")
     run.add_argument("--resume", action="store_true",
                      help="continue from the newest complete checkpoint in --work_dir")

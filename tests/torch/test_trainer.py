@@ -87,6 +87,25 @@ def test_the_run_json_of_a_run_repeats_it(e2e_encoded, tmp_path):
     assert all(np.array_equal(first_model[name], again_model[name]) for name in first_model)
 
 
+def test_eval_at_start_adds_a_step_0_evaluation_and_changes_nothing_else(e2e_encoded, tmp_path, capsys):
+    # with adapter dropout on, an evaluation that drew random numbers would shift every later mask
+    flags = ("--lora_dim", "4", "--lora_dropout", "0.1", "--lr", "0.001", "--warmup_step", "1", "--max_step", "3",
+             "--eval_interval", "3", "--save_interval", "3")
+    assert train(e2e_encoded, tmp_path / "plain", *flags) == 0
+    capsys.readouterr()
+    assert train(e2e_encoded, tmp_path / "start", *flags, "--eval_at_start") == 0
+    records = console_records(capsys.readouterr().out)
+    assert [(record.index, record.step) for record in records if isinstance(record, EvalLine)] == [(0, 0), (1, 3)]
+    start_events = read_metrics(tmp_path / "start" / "metrics.jsonl")
+    assert [event["event"] for event in start_events[:3]] == ["start", "eval", "train"]
+    evaluations = events(tmp_path / "start", "eval")
+    assert evaluations[0]["step"] == 0 and evaluations[0]["valid_loss"] != evaluations[1]["valid_loss"]
+    assert [event["valid_loss"] for event in evaluations[1:]] == \
+        [event["valid_loss"] for event in events(tmp_path / "plain", "eval")]
+    assert [event["loss"] for event in events(tmp_path / "start", "train")] == \
+        [event["loss"] for event in events(tmp_path / "plain", "train")]
+
+
 def test_jelly_switches_at_a_fractional_epoch_and_resets_the_adapter_moments(e2e_encoded, tmp_path, capsys):
     # 400 examples / 8 = 50 batches an epoch: 0.1 epoch is step 5
     assert train(e2e_encoded, tmp_path, "--adapter", "jelly", "--jelly_mode", "seq2par", "--switch_epoch", "0.1",
