@@ -3,7 +3,8 @@ import argparse
 from pathlib import Path
 
 from alignment.compare import DEFAULT_TOLERANCE
-from alignment.report import DatasetInputs, build_report, verdict_sentence
+from alignment.report import DatasetInputs, build_report
+from alignment.summary import verdict_sentence
 
 # per-dataset options of `report`, by their DatasetInputs field
 PER_DATASET = {"torch": "torch_run", "jittor": "jittor_run", "torch_pred": "torch_pred",

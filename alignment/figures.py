@@ -20,11 +20,11 @@ def save(figure, path):
         figure.savefig(tmp, format="png", dpi=110)
 
 
-def plot_loss_curves(path, title, torch_run, jittor_run, comparison):
-    """Top: every loss series of both runs. Bottom: Jittor - PyTorch at matched steps, with the tolerance band."""
-    figure = Figure(figsize=(10, 7.5), layout="constrained")
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+def draw_loss_curves(top, bottom, torch_run, jittor_run, comparison, series, legend_columns):
+    """Top: the `series` of both runs. Bottom: Jittor - PyTorch at matched steps, with the tolerance band."""
     for table, column in CURVES:
+        if column not in series:
+            continue
         label, color = SERIES[column]
         marker = "o" if table == "evals" else None
         for framework, run in (("torch", torch_run), ("jittor", jittor_run)):
@@ -47,15 +47,60 @@ def plot_loss_curves(path, title, torch_run, jittor_run, comparison):
             for axes in (top, bottom):
                 axes.axvline(step, color="0.3", linestyle=FRAMEWORKS[framework][1], linewidth=1,
                              label=f"adapter switched to {mode}, {FRAMEWORKS[framework][0]}" if axes is top else None)
-    top.set_title(title)
     top.set_ylabel("loss (nats per token)")
-    bottom.set_title("Difference at the steps both runs logged (Jittor − PyTorch)")
     bottom.set_xlabel("training step")
     bottom.set_ylabel("Δ loss (nats per token)")
     for axes in (top, bottom):
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize="small", ncol=2)
+            axes.legend(fontsize="small", ncol=legend_columns)
+
+
+def plot_loss_curves(path, title, torch_run, jittor_run, comparison):
+    """One dataset: every loss series of both runs (top) and their difference (bottom)."""
+    figure = Figure(figsize=(10, 7.5), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    draw_loss_curves(top, bottom, torch_run, jittor_run, comparison, SERIES, legend_columns=2)
+    top.set_title(title)
+    bottom.set_title("Difference at the steps both runs logged (Jittor − PyTorch)")
+    save(figure, path)
+
+
+def plot_loss_panels(path, datasets):
+    """One column per (name, torch run, jittor run, comparison): training and validation loss, then Δ."""
+    figure = Figure(figsize=(5.2 * len(datasets), 7.0), layout="constrained")
+    axes = figure.subplots(2, len(datasets), sharex="col", height_ratios=[3, 2], squeeze=False)
+    for column, (name, torch_run, jittor_run, comparison) in enumerate(datasets):
+        top, bottom = axes[0, column], axes[1, column]
+        draw_loss_curves(top, bottom, torch_run, jittor_run, comparison, ("loss", "valid_loss"), legend_columns=1)
+        top.set_title(name)
+        bottom.set_title(f"{name}: Jittor − PyTorch", fontsize="medium")
+    figure.suptitle("Loss of the PyTorch (solid) and Jittor (dashed) runs")
+    save(figure, path)
+
+
+def plot_metric_bars(path, tables):
+    """One row per dataset {name: metrics_table}, one small panel per metric with a PyTorch and a Jittor bar."""
+    width = max(len(table) for table in tables.values())
+    figure = Figure(figsize=(2.3 * width, 2.4 * len(tables) + 0.6), layout="constrained")
+    axes = figure.subplots(len(tables), width, squeeze=False)
+    for row, (name, table) in enumerate(tables.items()):
+        for column in range(width):
+            panel = axes[row, column]
+            if column >= len(table):
+                panel.set_visible(False)
+                continue
+            metric = table.iloc[column]
+            values = [metric["torch"], metric["jittor"]]
+            bars = panel.bar([0, 1], np.nan_to_num(values), color=[BAR_COLORS["torch"], BAR_COLORS["jittor"]])
+            panel.bar_label(bars, labels=["n/a" if np.isnan(value) else f"{value:.4g}" for value in values],
+                            fontsize="small", padding=2)
+            panel.set_xticks([0, 1], [FRAMEWORKS["torch"][0], FRAMEWORKS["jittor"][0]], fontsize="small")
+            panel.set_title(f"{name}: {metric['metric']}" + (" (lower is better)" if metric["metric"] == "TER" else ""),
+                            fontsize="medium")
+            panel.margins(y=0.2)
+            panel.grid(axis="y", alpha=0.3)
+    figure.suptitle("Generation metrics, PyTorch and Jittor")
     save(figure, path)
 
 

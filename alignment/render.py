@@ -2,6 +2,7 @@
 import base64
 import dataclasses
 import html
+import math
 import os
 import re
 from pathlib import Path
@@ -39,6 +40,12 @@ class Subheading:
 class Section:
     title: str
     blocks: list
+
+
+def number(value, spec=".6g"):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
 
 
 def markdown_table(frame):

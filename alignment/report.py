@@ -3,22 +3,20 @@
 Every section is always there; where an input is missing the section says which one.
 """
 import dataclasses
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from alignment.compare import DEFAULT_TOLERANCE, compare_predictions, compare_runs
 from alignment.figures import plot_loss_curves, plot_side_by_side
-from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, write_html, write_markdown
+from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, number, write_html, write_markdown
 from alignment.resources import resource_tables
 from alignment.run_log import empty_run
 from alignment.runs import read_run
-from alignment.scores import metrics_table, read_scores
+from alignment.scores import read_scores
+from alignment.summary import SERIES_NAMES, SIDES, share_text, step_text, summary_section
 
 TITLE = "Alignment report: PyTorch vs Jittor"
-SIDES = {"torch": "PyTorch", "jittor": "Jittor"}
-SERIES_NAMES = {"loss": "training loss", "avg_loss": "training loss, running mean", "valid_loss": "validation loss"}
 
 
 @dataclasses.dataclass
@@ -52,16 +50,6 @@ class DatasetResult:
         return self.inputs.dataset
 
 
-def number(value, spec=".6g"):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return format(value, spec)
-
-
-def step_text(step):
-    return "none" if step is None else str(step)
-
-
 def load_dataset(inputs, tolerance, figure_path):
     """Read and compare everything given for one dataset; draw its loss curves when there are any."""
     missing = {"run": [], "scores": [], "predictions": []}
@@ -90,56 +78,6 @@ def load_dataset(inputs, tolerance, figure_path):
     return DatasetResult(inputs, runs, comparison, scores, predictions, missing, figure_path if has_curves else None)
 
 
-def verdict_sentence(result, emphasis="**"):
-    """One sentence per dataset; `emphasis` wraps its lead (Markdown bold in the report, nothing on a console)."""
-    comparison = result.comparison
-    lead = f"{emphasis}{result.dataset}: {comparison.status}{emphasis} —"
-    if comparison.status == "not comparable":
-        reasons = "; ".join(result.missing["run"]) or "the two runs share no logged step"
-        return f"{lead} no matched steps ({reasons})."
-    head = next(delta for delta in comparison.deltas.values() if delta.matched)
-    name = SERIES_NAMES[head.series]
-    if head.max_at_step is None:
-        text = f"{lead} the {name} is identical at all {head.matched} matched steps."
-    else:
-        text = (f"{lead} over {head.matched} matched steps the {name} differs by at most "
-                f"{number(head.max_abs, '.3e')} (step {head.max_at_step}), {number(head.mean_abs, '.3e')} on average.")
-    over = [f"{SERIES_NAMES[delta.series]} from step {delta.first_over_step}"
-            for delta in comparison.deltas.values() if delta.first_over_step is not None]
-    tolerance = f"the tolerance {comparison.tolerance:g}"
-    text += f" Past {tolerance}: {'; '.join(over)}." if over else f" Nothing is past {tolerance}."
-    if comparison.epoch_mismatches:
-        text += (f" {comparison.epoch_mismatches} matched steps fall in different epochs of the two runs: "
-                 "they do not walk the data alike (another batch size or data order), so step-by-step "
-                 "agreement cannot be expected.")
-    return text
-
-
-def share_text(predictions):
-    if predictions is None:
-        return "n/a"
-    longest = max(predictions.torch_lines, predictions.jittor_lines)
-    return f"{predictions.identical}/{longest} ({100 * predictions.share:.2f}%)"
-
-
-def verdict_section(results, tolerance):
-    rows = []
-    for result in results:
-        head, valid = result.comparison.headline, result.comparison.deltas["valid_loss"]
-        rows.append({"dataset": result.dataset, "verdict": result.comparison.status,
-                     "matched steps": str(head.matched), "max abs Δ loss": number(head.max_abs, ".3e"),
-                     "at step": step_text(head.max_at_step), "mean abs Δ loss": number(head.mean_abs, ".3e"),
-                     "first step over tolerance": step_text(head.first_over_step),
-                     "max abs Δ valid loss": number(valid.max_abs, ".3e"),
-                     "identical beam outputs": share_text(result.predictions)})
-    blocks = [Paragraph(f"Tolerance on |Δ loss|: {tolerance:g} (nats per token). A pair of runs is **aligned** when "
-                        "at every step both logged, each loss series (training loss, its running mean, validation "
-                        "loss) differs by no more than that; Δ is Jittor minus PyTorch."),
-              Table(pd.DataFrame(rows)),
-              Bullets(tuple(verdict_sentence(result) for result in results))]
-    return Section("Verdict", blocks)
-
-
 def curves_section(results):
     blocks = []
     for result in results:
@@ -159,26 +97,6 @@ def curves_section(results):
         if result.missing["run"]:
             blocks.append(Paragraph("Missing: " + "; ".join(result.missing["run"]) + "."))
     return Section("Loss curves", blocks)
-
-
-def metrics_section(results):
-    blocks = []
-    for result in results:
-        blocks.append(Subheading(result.dataset))
-        scores = result.scores
-        if all(value is None for value in scores.values()):
-            blocks.append(Paragraph("No generation metrics: " + "; ".join(result.missing["scores"]) + "."))
-            continue
-        table = metrics_table(scores["torch"] or {}, scores["jittor"] or {}, result.dataset)
-        blocks.append(Table(pd.DataFrame({
-            "metric": table["metric"], "PyTorch": table["torch"].map(number), "Jittor": table["jittor"].map(number),
-            "Δ (Jittor − PyTorch)": table["delta"].map(lambda value: number(value, "+.4g")),
-            "Δ %": table["relative_pct"].map(lambda value: number(value, "+.2f"))})))
-        if result.missing["scores"]:
-            blocks.append(Paragraph("Missing: " + "; ".join(result.missing["scores"]) + "."))
-    return Section("Generation metrics", [Paragraph(
-        "The official scorers, run by `nlg-eval <dataset> ... --json`: E2E as e2e-metrics, WebNLG and DART as "
-        "GenerationEval. Δ % is relative to PyTorch; TER is the one metric where lower is better.")] + blocks)
 
 
 def outputs_section(results):
@@ -254,9 +172,8 @@ def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLE
     runtime, memory = resource_tables([(result.dataset, result.runs["torch"], result.runs["jittor"])
                                        for result in results])
     sections = [
-        verdict_section(results, tolerance),
+        summary_section(results, tolerance, figures_dir, figure_prefix),
         curves_section(results),
-        metrics_section(results),
         outputs_section(results),
         resource_section("Peak memory", memory, "MiB", ".1f", figures_dir / f"{figure_prefix}peak_memory.png",
                          results, measured=True),

@@ -6,20 +6,22 @@ import pytest
 
 from common_data.runlog import MetricsLog, RunRecord
 
-HEADINGS = ("Verdict", "Loss curves", "Generation metrics", "Beam outputs", "Peak memory", "Runtime", "Inputs")
+HEADINGS = ("Summary", "Loss curves", "Beam outputs", "Peak memory", "Runtime", "Inputs")
 STEPS = range(10, 210, 10)
 MIB = 2 ** 20
 
 
-def write_run(folder, framework, loss_offsets, peak_mib, switch_step=None):
+def write_run(folder, framework, loss_offsets, peak_mib, switch_step=None, evaluate_at_start=False):
     """A run folder as our trainer (NLG_pytorch/src/gpt2_ft.py) writes it, through common_data.runlog:
     20 training steps, 2 evaluations and checkpoints, the training loss moved by loss_offsets {step: offset};
-    with switch_step a JELLY seq2par run that turns parallel there. Beside it gpt2_beam.py's run.beam.json (half
+    with switch_step a JELLY seq2par run that turns parallel there; evaluate_at_start adds a step-0 evaluation. Beside it gpt2_beam.py's run.beam.json (half
     the peak memory) and the pipeline scripts' timings.tsv."""
     folder.mkdir()
     log = MetricsLog(folder / "metrics.jsonl")
     mode = "parallel" if switch_step is None else "sequential"
     log.write("start", step=0, adapter_mode=mode, resumed=False)
+    if evaluate_at_start:
+        log.write("eval", step=0, valid_loss=2.0, valid_ppl=math.exp(2.0), best_ppl=math.exp(2.0))
     for step in STEPS:
         if step == switch_step:
             mode = "parallel"

@@ -26,7 +26,7 @@ def test_legacy_command_on_the_seed_logs(shared, tmp_path, report_sections, repo
     identical = sum(a.strip() == b.strip() for a, b in zip(torch_lines, jittor_lines))
     assert f"{identical}/{len(torch_lines)} (" in body["Beam outputs"]
     assert "No peak memory recorded" in body["Peak memory"] and "No runtime recorded" in body["Runtime"]
-    assert (tmp_path / "log/legacy.html").read_text().count("data:image/png;base64,") == 1
+    assert (tmp_path / "log/legacy.html").read_text().count("data:image/png;base64,") == 2  # summary + detail
 
 
 def test_report_command_with_two_datasets(tmp_path, capsys, run_folder, report_sections):
@@ -40,12 +40,12 @@ def test_report_command_with_two_datasets(tmp_path, capsys, run_folder, report_s
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("e2e: diverged") and printed[1].startswith("dart: aligned")
     body = report_sections(out_md.read_text())
-    assert "| e2e | diverged | 20 | 3.500e-04 | 120 |" in body["Verdict"]
-    assert "PyTorch scores: not given" in body["Generation metrics"]
-    assert "none.json` does not exist" in body["Generation metrics"]
+    assert "| e2e | diverged | 20 | 3.500e-04 | 120 |" in body["Summary"]
+    assert "PyTorch scores: not given" in body["Summary"]
+    assert "none.json` does not exist" in body["Summary"]
     assert (tmp_path / "report.html").exists()
     assert {path.name for path in (tmp_path / "figure").iterdir()} == \
-        {"e2e_loss_curves.png", "dart_loss_curves.png", "peak_memory.png", "runtime.png"}
+        {"summary_loss_curves.png", "e2e_loss_curves.png", "dart_loss_curves.png", "peak_memory.png", "runtime.png"}
 
 
 def test_report_command_rejects_groups_that_do_not_line_up(tmp_path, capsys):

@@ -3,6 +3,7 @@ import math
 import re
 
 import pytest
+from matplotlib.image import imread
 
 from alignment.report import DatasetInputs, build_report
 
@@ -45,10 +46,10 @@ def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sectio
     markdown = out_md.read_text()
     body = report_sections(markdown)
     assert list(body) == list(report_headings)
-    assert "| e2e | diverged | 20 | 3.500e-04 | 120 |" in body["Verdict"]
-    assert "3/4 (75.00%)" in body["Verdict"] and "3/4 (75.00%)" in body["Beam outputs"]
-    assert "| BLEU | 0.5 | 0.51 | +0.01 | +2.00 |" in body["Generation metrics"]
-    assert "| CIDEr | 2 | 1.9 | -0.1 | -5.00 |" in body["Generation metrics"]
+    assert "| e2e | diverged | 20 | 3.500e-04 | 120 |" in body["Summary"]
+    assert "3/4 (75.00%)" in body["Summary"] and "3/4 (75.00%)" in body["Beam outputs"]
+    assert "| BLEU | 0.5 | 0.51 | +0.01 | +2.00 |" in body["Summary"]
+    assert "| CIDEr | 2 | 1.9 | -0.1 | -5.00 |" in body["Summary"]
     assert "| e2e | train | 300.0 | 450.0 | 1.500 | rss / rss |" in body["Peak memory"]
     assert "| e2e | decode | 150.0 | 225.0 | 1.500 | rss / rss |" in body["Peak memory"]
     assert "| e2e | pipeline step: beam | 7 | 7 | 1.000 |" in body["Runtime"]
@@ -57,15 +58,45 @@ def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sectio
                for side in ("torch", "jittor")}
     assert f"| e2e | train | {runtime['torch']:.4g} | {runtime['jittor']:.4g} |" in body["Runtime"]
 
-    for name in ("e2e_loss_curves.png", "peak_memory.png", "runtime.png"):
+    assert "| n/a (no step-0 evaluation) | n/a (no step-0 evaluation) | 0.5000 | 0.5100 |" in body["Summary"]
+    for name in ("summary_loss_curves.png", "summary_metrics.png", "e2e_loss_curves.png", "peak_memory.png",
+                 "runtime.png"):
         assert (figures / name).read_bytes().startswith(b"\x89PNG") and (figures / name).stat().st_size > 10_000
         assert f"](../figure/{name})" in markdown
 
     page = out_html.read_text()
     for heading in report_headings:
         assert f"<h2>{heading}</h2>" in page
-    assert page.count('<img src="data:image/png;base64,') == 3
+    assert page.count('<img src="data:image/png;base64,') == 5
     assert re.findall(r'<img src="(?!data:image/png;base64,)', page) == []  # nothing points outside the page
+
+
+def test_the_summary_has_a_row_a_loss_panel_and_metric_bars_per_dataset(tmp_path, run_folder, report_sections):
+    # the valid loss falls 2.0 -> 1.3 from step 0 on dart; e2e's runs have no step-0 evaluation
+    datasets = [DatasetInputs("e2e", run_folder(tmp_path / "torch_e2e", "torch", {}, peak_mib=10),
+                              run_folder(tmp_path / "jittor_e2e", "jittor", PLANTED, peak_mib=10)),
+                DatasetInputs("dart", *(run_folder(tmp_path / f"{side}_dart", side, {}, peak_mib=10,
+                                                   evaluate_at_start=True) for side in ("torch", "jittor")))]
+    for side, bleu in (("torch", 0.5), ("jittor", 0.5)):
+        path = tmp_path / f"{side}_dart.json"
+        path.write_text(json.dumps({"BLEU": bleu, "METEOR": 0.4, "chrF++": 0.6, "TER": 0.45}))
+        setattr(datasets[1], f"{side}_scores", path)
+    out_md, figures = tmp_path / "report.md", tmp_path / "figure"
+    build_report(datasets, out_md, tmp_path / "report.html", figures, tolerance=TOLERANCE)
+
+    summary = report_sections(out_md.read_text())["Summary"]
+    assert "| e2e | diverged | 20 | 3.500e-04 | 120 | n/a | n/a (no step-0 evaluation) |" in summary
+    assert "| dart | aligned | 20 | 0.000e+00 | none | n/a | 2.000 → 1.300 (−35.0%) | 2.000 → 1.300 (−35.0%) " \
+           "| 0.5000 | 0.5000 |" in summary
+    assert "No generation metrics: PyTorch scores: not given; Jittor scores: not given." in summary
+    assert "| TER | 0.45 | 0.45 | +0 | +0.00 |" in summary
+    assert summary.index("### e2e: generation metrics") < summary.index("### dart: generation metrics")
+    for name in ("summary_loss_curves.png", "summary_metrics.png"):
+        assert f"](figure/{name})" in summary
+    # one loss panel column per dataset, one metric row per scored dataset: the figures' aspect shows it
+    panels, bars = imread(figures / "summary_loss_curves.png"), imread(figures / "summary_metrics.png")
+    assert panels.shape[1] > 1.3 * panels.shape[0]
+    assert bars.shape[1] > 2.5 * bars.shape[0]
 
 
 def test_every_section_says_what_is_missing(tmp_path, run_folder, report_sections, report_headings):
@@ -79,9 +110,9 @@ def test_every_section_says_what_is_missing(tmp_path, run_folder, report_section
     assert result.comparison.status == "not comparable"
     body = report_sections(out_md.read_text())
     assert list(body) == list(report_headings)
-    assert "not comparable" in body["Verdict"]
-    assert "absent.json` does not exist" in body["Generation metrics"]
-    assert "Jittor scores: not given" in body["Generation metrics"]
+    assert "not comparable" in body["Summary"]
+    assert "absent.json` does not exist" in body["Summary"]
+    assert "Jittor scores: not given" in body["Summary"]
     assert "PyTorch predictions: not given" in body["Beam outputs"]
     assert "| webnlg | train | 300.0 | n/a |" in body["Peak memory"]
     assert "metrics.jsonl: missing" in body["Inputs"] and "run.json: missing" in body["Inputs"]
@@ -109,7 +140,7 @@ def test_a_run_that_does_not_exist_is_named_in_the_report(tmp_path, run_folder, 
     inputs = DatasetInputs("e2e", run_folder(tmp_path / "torch", "torch", {}, peak_mib=1), tmp_path / "nowhere")
     build_report([inputs], tmp_path / "r.md", tmp_path / "r.html", tmp_path / "f")
     body = report_sections((tmp_path / "r.md").read_text())
-    assert "Jittor run: `" in body["Verdict"] and "nowhere` does not exist" in body["Verdict"]
+    assert "Jittor run: `" in body["Summary"] and "nowhere` does not exist" in body["Summary"]
     assert "nowhere` does not exist" in body["Loss curves"]
 
 
