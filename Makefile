@@ -22,7 +22,7 @@ test-torch:  ## framework-neutral, eval, alignment and PyTorch tests (torch envi
 test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 	$(RUN) jittor $(PYTEST) tests/jittor
 
-reproduce:  ## the main job: data, base GPT-2, train/beam/decode/eval in both frameworks, alignment report (DATASET=, ADAPTER=, ...)
+reproduce:  ## the main job: data, base GPT-2, train/beam/decode/eval of E2E, WebNLG and DART in both frameworks, one alignment report (DATASETS=, ADAPTER=, ...)
 	common_data/scripts/reproduce.sh
 
 bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
