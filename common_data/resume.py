@@ -13,7 +13,9 @@ from common_data.checkpoint import (checkpoint_steps, load_tensors, model_checkp
 # Arguments a resumed run must share with the run it continues.
 RESUME_KEYS = ("train_data", "train_batch_size", "seq_len", "model_card",
                "init_checkpoint", "lora_dim", "lora_alpha", "adapter", "jelly_mode", "lora_targets",
-               "random_seed", "grad_acc", "label_smooth")
+               "random_seed", "grad_acc", "label_smooth", "dropout_rng")
+# The values of keys added to RESUME_KEYS later, in the checkpoints written before them.
+EARLIER_DEFAULTS = {"dropout_rng": "framework"}
 
 
 @dataclasses.dataclass
@@ -68,7 +70,7 @@ def load_trainer_state(work_dir, step, args):
     arrays, metadata = load_tensors(path)
     if metadata is None or "progress" not in metadata:
         raise ValueError(f"{path}: no trainer metadata in its header")
-    saved = metadata["args"]
+    saved = {**EARLIER_DEFAULTS, **metadata["args"]}
     differences = [f"--{key} {_cli_form(saved.get(key))!r} there, {_cli_form(getattr(args, key))!r} here"
                    for key in RESUME_KEYS if _cli_form(saved.get(key)) != _cli_form(getattr(args, key))]
     if differences:

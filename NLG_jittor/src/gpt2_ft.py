@@ -33,6 +33,7 @@ from common_data.resume import Progress, load_trainer_state, newest_resumable_st
 from common_data.schedule import learning_rate
 from NLG_jittor.src import adapters, run_info
 from NLG_jittor.src.distributed import init_ranks
+from NLG_jittor.src.dropout import use_shared_masks
 from NLG_jittor.src.model import GPT2LMModel
 from NLG_jittor.src.optimizer import adamw_from_args
 from NLG_jittor.src.rng_state import restore_rng_state, rng_state_arrays
@@ -71,6 +72,10 @@ class Trainer:
                                             targets=args.lora_targets, jelly_mode=args.jelly_mode)
         base_arrays = load_base_checkpoint(args.init_checkpoint, self.config) if args.init_checkpoint else None
         self.model = GPT2LMModel(self.config, self.adapter_config, seed=args.random_seed, base_arrays=base_arrays)
+        self.shared_masks = None
+        if args.dropout_rng == "shared":
+            rows = batching.rank_rows(range(args.train_batch_size), self.ranks.rank, self.ranks.world_size)
+            self.shared_masks = use_shared_masks(self.model, args.random_seed, rows)
         adapters.mark_only_adapter_as_trainable(self.model)
         self.optimizer = adamw_from_args([p for p in self.model.parameters() if p.requires_grad], args)
 
@@ -147,6 +152,8 @@ class Trainer:
     def train_batch(self, batch):
         """Forward and backward on one batch; every --grad_acc batches an optimizer update."""
         update = (self.progress.step + 1) % self.args.grad_acc == 0
+        if self.shared_masks is not None:
+            self.shared_masks.step = self.progress.step + 1
         objective, loss, tokens = self.batch_loss(batch)
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"the training loss is {loss} at step {self.progress.step + 1} "

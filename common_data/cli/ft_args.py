@@ -15,6 +15,8 @@ from common_data.cli.config_file import add_config_argument, parse_args_with_con
 from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
 from common_data.schedule import SCHEDULERS
 
+DROPOUT_RNGS = ("framework", "shared")
+
 
 def comma_list(text):
     """'q,v' -> ('q', 'v')."""
@@ -91,6 +93,10 @@ def build_parser():
     run.add_argument("--work_dir", type=str, default=os.getenv("PT_OUTPUT_DIR", "gpt2_model"),
                      help="folder for checkpoints, metrics.jsonl and run.json")
     run.add_argument("--random_seed", type=int, default=10, help="seed of the initial weights, data order and dropout")
+    run.add_argument("--dropout_rng", default="framework", choices=DROPOUT_RNGS,
+                     help="where dropout masks come from: the framework's own generator, or one counter-based "
+                          "generator in numpy keyed by (seed, step, layer, tensor) that PyTorch and Jittor share, "
+                          "so that both drop the same units (slower per step, see README)")
     run.add_argument("--log_interval", type=int, default=100, help="print the training loss every this many steps")
     run.add_argument("--eval_interval", type=int, default=2000, help="evaluate on --valid_data every this many steps")
     run.add_argument("--eval_at_start", action="store_true",

@@ -3,7 +3,7 @@ MPI ranks.
 
 For the comparisons both trainers run as processes of their environments (environments/run torch|jittor), side by
 side with one thread each, and exchange only files. Dropout is off wherever the frameworks are compared (their
-random numbers differ).
+random numbers differ), except where both draw the masks from one generator (--dropout_rng shared).
 """
 import importlib.util
 import json
@@ -156,6 +156,27 @@ def test_checkpoints_have_the_same_files_names_and_metadata(paired_runs, run):
         for key in ("optimizer_steps", "scaler", "adapter_mode", "world_size", "max_step"):
             assert jittor_trainer[key] == torch_trainer[key], key
         assert {**jittor_trainer["args"], "work_dir": None} == {**torch_trainer["args"], "work_dir": None}
+
+
+def test_shared_dropout_masks_align_the_frameworks_where_their_own_do_not(tiny_trainer_argv, tmp_path):
+    # adapter dropout and label smoothing as in the LoRA paper; B = 0 until the first update, so the masks show
+    # from step 2 on (those of step 1 in the gradients, those of step 2 in the loss)
+    argv = [*tiny_trainer_argv, "--lora_dropout", "0.1", "--label_smooth", "0.1", "--lr", "0.01", "--max_step", "2",
+            "--log_interval", "1"]
+    losses = {}
+    for rng in ("framework", "shared"):
+        work_dirs = [tmp_path / f"{framework}_{rng}" for framework in TRAINER_FOLDERS]
+        finish([start_trainer(framework, [*argv, "--dropout_rng", rng, "--work_dir", str(work_dir)])
+                for framework, work_dir in zip(TRAINER_FOLDERS, work_dirs)])
+        losses[rng] = [np.array(field(work_dir, "train", "loss")) for work_dir in work_dirs]
+        assert {json.loads((work_dir / "run.json").read_text())["args"]["dropout_rng"] for work_dir in work_dirs} \
+            == {rng}
+    torch_shared, jittor_shared = losses["shared"]
+    torch_own, jittor_own = losses["framework"]
+    assert len(torch_shared) == len(jittor_shared) == 2
+    assert np.abs(jittor_shared - torch_shared).max() <= 1e-4
+    assert abs(jittor_own[1] - torch_own[1]) > 1e-3
+    assert abs(torch_shared[0] - torch_own[0]) <= 1e-6 < abs(torch_shared[1] - torch_own[1])
 
 
 def copy_up_to(source, target, step):

@@ -130,11 +130,14 @@ class SimulatedCrash(Exception):
     pass
 
 
-def test_an_interrupted_and_resumed_run_repeats_the_uninterrupted_one(e2e_encoded, tmp_path, monkeypatch, capsys):
-    # JELLY switching before the checkpoint and adapter dropout: resume must restore mode, moments and RNG
+@pytest.mark.parametrize("dropout_rng", ["framework", "shared"])
+def test_an_interrupted_and_resumed_run_repeats_the_uninterrupted_one(e2e_encoded, tmp_path, monkeypatch, capsys,
+                                                                      dropout_rng):
+    # JELLY switching before the checkpoint and adapter dropout: resume must restore mode, moments and RNG (shared
+    # masks need no RNG state: they are keyed by the step)
     flags = ["--adapter", "jelly", "--switch_step", "5", "--lora_dim", "4", "--lora_alpha", "32",
              "--lora_dropout", "0.1", "--lr", "0.001", "--warmup_step", "3", "--max_step", "12",
-             "--save_interval", "6", "--log_interval", "4", "--eval_interval", "6"]
+             "--save_interval", "6", "--log_interval", "4", "--eval_interval", "6", "--dropout_rng", dropout_rng]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert train(e2e_encoded, whole, *flags) == 0
 
