@@ -24,7 +24,7 @@ def sections(path):
 
 def test_the_recipes_are_there():
     names = {str(path.relative_to(REPO_ROOT / "recipes")) for path in RECIPES}
-    assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | \
+    assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | {"embedded/e2e_regularised.yaml"} | \
         {f"lora_paper/{dataset}_gpt2_{size}.yaml" for dataset in DATASETS for size in ("md", "lg")}
 
 
@@ -54,6 +54,18 @@ def test_the_embedded_recipes_differ_only_in_their_data():
         return text.split("\ntrain:", 1)[1].replace(dataset, "DATASET")
 
     assert len({settings(dataset) for dataset in DATASETS}) == 1
+
+
+def test_the_regularised_variant_adds_the_papers_dropout_and_smoothing_with_shared_masks_only():
+    default, variant = (sections(REPO_ROOT / "recipes" / "embedded" / name) for name in ("e2e.yaml",
+                                                                                         "e2e_regularised.yaml"))
+    assert variant["beam"] == default["beam"]
+    changed = {key: value for key, value in variant["train"].items() if default["train"].get(key) != value}
+    assert changed == {"lora_dropout": 0.1, "label_smooth": 0.1, "dropout_rng": "shared"}
+    assert set(default["train"]) - set(variant["train"]) == set()
+    flags = pipeline_flags(RECIPE="recipes/embedded/e2e_regularised.yaml")
+    assert flags["train"]["--config"] == "recipes/embedded/e2e_regularised.yaml"
+    assert (flags["train"]["--lora_dropout"], flags["train"]["--label_smooth"]) == ("0.1", "0.1")
 
 
 def pipeline_flags(*options, **variables):
