@@ -1,10 +1,13 @@
-"""`python -m alignment report ...` (our run folders) and `python -m alignment legacy ...` (two console logs)."""
+"""`python -m alignment report ...` (our run folders), `python -m alignment legacy ...` (two console logs) and
+`python -m alignment trace ...` (where two runs part, module by module)."""
 import argparse
+import sys
 from pathlib import Path
 
 from alignment.compare import DEFAULT_TOLERANCE
 from alignment.report import DatasetInputs, build_report
 from alignment.summary import verdict_sentence
+from alignment.trace_report import run_trace
 
 # per-dataset options of `report`, by their DatasetInputs field
 PER_DATASET = {"torch": "torch_run", "jittor": "jittor_run", "torch_pred": "torch_pred",
@@ -30,7 +33,7 @@ def build_parser():
         description="Compare a PyTorch and a Jittor run: matched loss curves, generation metrics, identical beam "
                     "outputs, peak memory and runtime, and a verdict, as PNG figures plus a Markdown and an HTML "
                     "report.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,legacy}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,legacy,trace}")
 
     report = commands.add_parser(
         "report",
@@ -71,6 +74,27 @@ def build_parser():
                         help="largest |Δ loss| at a matched step that still counts as aligned "
                              "(default: %(default)g: console logs print losses with 2 decimals)")
     add_output_arguments(legacy, "log/alignment_legacy_report.md", "legacy_")
+
+    trace = commands.add_parser(
+        "trace",
+        help="run training steps in both frameworks and find the first module where they part",
+        description="Run NLG_pytorch/src/trace_hooks.py (float32 and float64) and NLG_jittor/src/trace_hooks.py, each "
+                    "in its environment, on the same model, adapters and batches; check that their inputs agree, then "
+                    "compare every module's output and gradient, every update, and beam search, and name the first "
+                    "module over the tolerance.",
+        epilog="Everything after -- goes to both recorders (probe.py's flags: --data, --model_card, --init_checkpoint, "
+               "--adapter_checkpoint, --random_seed, --adapter, --lora_dim, --rows, --batch_size, --seq_len, --steps, "
+               "--lr, ..., and --beam_contexts N). Example: python -m alignment trace -- --data "
+               "common_data/e2e/encoded/train.jsonl --model_card gpt2.tiny --lora_dim 4 --steps 2 --beam_contexts 2")
+    trace.add_argument("--work-dir", type=Path, default=Path("runs/trace"), metavar="DIR",
+                       help="folder for the traces (default: %(default)s)")
+    trace.add_argument("--repeat", action="store_true",
+                       help="run each framework twice and count its run-to-run differences into the noise floor")
+    trace.add_argument("--isolate", action="store_true",
+                       help="also run Jittor with every module fed PyTorch's inputs, every update PyTorch's gradients")
+    add_output_arguments(trace, "log/trace_report.md", "trace_")
+    trace.add_argument("recorder_args", nargs=argparse.REMAINDER, metavar="-- RECORDER_FLAGS",
+                       help="the recorders' flags")
     return parser
 
 
@@ -90,9 +114,29 @@ def grouped_inputs(parser, args):
             for index, name in enumerate(names)]
 
 
+def trace_main(parser, args):
+    recorder_args = args.recorder_args[1:] if args.recorder_args[:1] == ["--"] else args.recorder_args
+    if not recorder_args:
+        parser.error("trace: give the recorders' flags after --, at least --data FILE")
+    out_html = args.out_html or args.out_md.with_suffix(".html")
+    found, problems, _, traces = run_trace(recorder_args, args.work_dir, args.out_md, out_html, args.figures,
+                                           args.repeat, args.isolate, args.figure_prefix)
+    for problem in problems:
+        print(f"pre-flight: {problem}", file=sys.stderr)
+    for finding in found.findings:
+        print(finding.sentence().replace("**", ""))
+    if not problems and not found.findings:
+        print("no module over the tolerance")
+    seconds = ", ".join(f"{label} {trace.seconds:.1f} s" for label, trace in traces.items())
+    print(f"traces: {seconds}; report: {args.out_md}, {out_html}")
+    return 1 if problems else 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "trace":
+        return trace_main(parser, args)
     if args.command == "report":
         datasets = grouped_inputs(parser, args)
     else:

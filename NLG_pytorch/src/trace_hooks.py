@@ -1,0 +1,256 @@
+"""Layer-by-layer records of training steps for `python -m alignment trace`; NLG_jittor/src/trace_hooks.py is the
+mirror image.
+
+    python NLG_pytorch/src/trace_hooks.py --data rows.jsonl --model_card gpt2.tiny --lora_dim 4 --steps 2 \\
+        --output torch.safetensors
+
+probe.py's flags choose the model, the rows, the batches and the optimizer (dropout off). For each of --steps
+training steps it writes into --output, under the keys of common_data.trace.names (step/phase/name/item):
+  batch      the step's input ids, targets and loss mask
+  forward    the input and the output (hidden state) of every module of the name map, and the loss
+  backward   the gradient of the loss with respect to each of those inputs and outputs
+  grad, exp_avg, exp_avg_sq, param, lr   per trainable tensor: its gradient, AdamW's moments and its value after
+             the update; the learning rate (step 0: the trainable tensors before training)
+The header metadata holds the arguments, the versions and a SHA-256 of every tensor at step 0. Each value is
+copied out of the framework when it is recorded.
+--beam_contexts N then runs beam search on the first N contexts: per search step the top scores and candidate
+ids (beam/context/step). --isolate RECORD (another framework's trace of the same run) gives every module the
+input that RECORD holds and passes RECORD's output on (gradients flow through this framework's modules), and
+starts every update from RECORD's gradients, moments and parameters: what still differs is each module's own.
+"""
+import hashlib
+import sys
+
+import numpy as np
+import torch
+
+from common_data import batching
+from common_data.beam import BeamSettings, query_tokens
+from common_data.checkpoint import load_tensors, save_tensors
+from common_data.schedule import learning_rate
+from common_data.trace import names
+from NLG_pytorch.src import adapters, beam_search, probe
+from NLG_pytorch.src.optimizer import adamw_from_args
+from NLG_pytorch.src.run_info import framework_versions
+
+FRAMEWORK = "torch"
+
+
+def build_parser():
+    parser = probe.build_parser()
+    parser.description = __doc__.split("\n")[0]
+    parser.set_defaults(steps=1)
+    trace = parser.add_argument_group("trace")
+    trace.add_argument("--isolate", default=None, help="feed every module and update the values of this trace")
+    trace.add_argument("--float64", action="store_true", help="run in float64 (the reference of the noise floor)")
+    trace.add_argument("--beam_contexts", type=int, default=0, help="beam search on the first this many contexts")
+    trace.add_argument("--beam", type=int, default=4, help="beam size")
+    trace.add_argument("--eval_len", type=int, default=8, help="longest generated continuation")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.beam_contexts < 0 or args.beam < 1 or args.eval_len < 1:
+        parser.error("--steps, --beam and --eval_len must be positive, --beam_contexts not negative")
+    if args.switch_step is not None:
+        parser.error("--switch_step: the trace does not switch JELLY adapters")
+    return args
+
+
+def to_numpy(tensor):
+    return tensor.detach().cpu().numpy().copy()
+
+
+def tensor_digest(array):
+    """SHA-256 of a tensor's float32 bytes: a float64 run hashes as the float32 run it was cast from."""
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+
+
+def substitute(tensor, value):
+    """`value` in the forward pass, the identity in the backward pass."""
+    return torch.from_numpy(value).to(tensor.dtype) + (tensor - tensor.detach())
+
+
+class Recorder:
+    """Forward hooks on the modules of the name map: they keep every input and output, and with `isolate`
+    (arrays of another trace) replace them by that trace's values."""
+
+    def __init__(self, model, isolate=None):
+        self.step, self.arrays, self.points, self.isolate, self.handles = 0, {}, {}, isolate, []
+        modules = dict(model.named_modules())
+        for name in names.module_order(model.config.n_layer)[:-1]:
+            path = names.module_path(FRAMEWORK, name)
+            if path not in modules:
+                raise KeyError(f"the name map's module {path} is not in the model")
+            self.handles += [modules[path].register_forward_pre_hook(self.input_hook(name)),
+                             modules[path].register_forward_hook(self.output_hook(name))]
+
+    def close(self):
+        for handle in self.handles:
+            handle.remove()
+
+    def keep(self, record_key, tensor):
+        """Record a value; a floating tensor is also kept for its gradient, made a leaf if nothing before it
+        trains (so that both frameworks have the gradient of every point)."""
+        self.arrays[record_key] = to_numpy(tensor)
+        if tensor.is_floating_point():
+            if not tensor.requires_grad:
+                tensor.requires_grad_()
+            self.points[record_key] = tensor
+        return tensor
+
+    def replaced(self, record_key, tensor):
+        if self.isolate is None or not tensor.is_floating_point():
+            return tensor
+        return substitute(tensor, self.isolate[record_key])
+
+    def input_hook(self, name):
+        def hook(module, args):
+            record_key = names.key(self.step, "forward", name, "in")
+            hidden = self.keep(record_key, args[0])
+            return (self.replaced(record_key, hidden), *args[1:])
+        return hook
+
+    def output_hook(self, name):
+        def hook(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            record_key = names.key(self.step, "forward", name, "out")
+            hidden = self.replaced(record_key, self.keep(record_key, hidden))
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+        return hook
+
+    def take_points(self):
+        points, self.points = self.points, {}
+        return points
+
+
+def set_gradients(optimizer, params, arrays):
+    for name, param in params.items():
+        param.grad = torch.from_numpy(arrays[name]).to(param.dtype)
+
+
+def gradients(optimizer, params):
+    return {name: to_numpy(param.grad) for name, param in params.items()}
+
+
+def load_isolated_update(optimizer, params, isolate, step):
+    """The parameters and moments after step - 1 of the other trace (its step 0: the parameters only)."""
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(torch.from_numpy(isolate[names.key(step - 1, "param", name)]).to(param.dtype))
+    if step > 1:
+        arrays = {f"{moment}.{name}": isolate[names.key(step - 1, moment, name)]
+                  for name in params for moment in ("exp_avg", "exp_avg_sq")}
+        optimizer.load_state_arrays(params, arrays, {name: step - 1 for name in params})
+
+
+def traced_step(model, optimizer, params, batch, lr, args, recorder):
+    """One training step as probe.py's train_step makes it, recorded."""
+    step, record = recorder.step, recorder.arrays
+    for field in ("input_ids", "targets", "loss_mask"):
+        record[names.key(step, "batch", field)] = getattr(batch, field)
+    if recorder.isolate is not None:
+        load_isolated_update(optimizer, params, recorder.isolate, step)
+    loss = probe.batch_loss(model, batch, args.label_smooth)
+    record[names.key(step, "forward", names.LOSS, "out")] = to_numpy(loss).reshape(1)
+    points = recorder.take_points()
+    # a tensor that is the input of several modules is differentiated once
+    unique = list({id(tensor): tensor for tensor in points.values()}.values())
+    grads = dict(zip(map(id, unique), torch.autograd.grad(loss, unique, retain_graph=True)))
+    for record_key, tensor in points.items():
+        record[record_key.replace("/forward/", "/backward/", 1)] = to_numpy(grads[id(tensor)])
+    loss.backward()
+    if recorder.isolate is not None:
+        set_gradients(optimizer, params, {name: recorder.isolate[names.key(step, "grad", name)] for name in params})
+    elif args.clip > 0:
+        torch.nn.utils.clip_grad_norm_(params.values(), args.clip)
+    for name, grad in gradients(optimizer, params).items():
+        record[names.key(step, "grad", name)] = grad
+    optimizer.set_lr(lr)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    record[names.key(step, "lr", "lr")] = np.array([lr])
+    moments, _ = optimizer.state_arrays(params)
+    for name, param in params.items():
+        for moment in ("exp_avg", "exp_avg_sq"):
+            record[names.key(step, moment, name)] = moments[f"{moment}.{name}"]
+        record[names.key(step, "param", name)] = to_numpy(param)
+
+
+def record_training(model, optimizer, batches, args, isolate=None):
+    """The records of args.steps traced training steps on `batches` (arrays by key)."""
+    params = probe.trainable(model)
+    recorder = Recorder(model, isolate)
+    for name, param in params.items():
+        recorder.arrays[names.key(0, "param", name)] = to_numpy(param)
+    for step, batch in zip(range(1, args.steps + 1), batches):
+        recorder.step = step
+        lr = learning_rate(step - 1, args.lr, args.scheduler, args.warmup_step, args.steps)
+        traced_step(model, optimizer, params, batch, lr, args, recorder)
+    recorder.close()
+    return recorder.arrays
+
+
+def record_beam(model, contexts, args):
+    """Per search step the top scores and candidate ids of a beam search from each context, alone."""
+    settings = BeamSettings(beam=args.beam, eval_len=args.eval_len)
+    record, steps = {}, []
+    chosen = beam_search.best_continuations
+
+    def recording(scores, batch):
+        top = chosen(scores, batch)
+        steps.append(top)
+        return top
+
+    model.eval()
+    beam_search.best_continuations = recording
+    try:
+        for index, context in enumerate(contexts):
+            steps.clear()
+            beam_search.search_batch(model, [query_tokens(context, args.seq_len, args.eval_len)], settings,
+                                     torch.device("cpu"))
+            for step, (top_scores, top_ids) in enumerate(steps, start=1):
+                record[names.key(step, "beam", str(index), "scores")] = top_scores[0]
+                record[names.key(step, "beam", str(index), "ids")] = top_ids[0]
+    finally:
+        beam_search.best_continuations = chosen
+    return record
+
+
+def make_model(args):
+    model = probe.load_model(args)
+    return model.double() if args.float64 else model
+
+
+def trace(model, optimizer, args, isolate=None):
+    """The arrays and metadata of a trace of `model` and `optimizer` (which may be planted ones)."""
+    arrays = model.to_arrays()
+    metadata = {"framework": FRAMEWORK, "format": names.FORMAT, "args": vars(args), "versions": framework_versions(),
+                "dtype": "float64" if args.float64 else "float32", "n_layer": model.config.n_layer,
+                "adapter_mode": adapters.adapter_mode(model), "isolated": isolate is not None,
+                "step0_sha256": {name: tensor_digest(array) for name, array in sorted(arrays.items())}}
+    pairs = batching.load_encoded(args.data)[:args.rows]
+    examples = batching.make_examples(pairs, args.seq_len)
+    config = batching.BatchConfig(args.batch_size, args.seq_len, args.pad_multiple)
+    record = record_training(model, optimizer, probe.training_batches(examples, config, args.random_seed), args,
+                             isolate)
+    if args.beam_contexts:
+        record.update(record_beam(model, [context for context, _ in pairs[:args.beam_contexts]], args))
+    return record, metadata
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.manual_seed(args.random_seed)
+    model = make_model(args)
+    optimizer = adamw_from_args(list(probe.trainable(model).values()), args)
+    isolate = load_tensors(args.isolate)[0] if args.isolate else None
+    record, metadata = trace(model, optimizer, args, isolate)
+    save_tensors(args.output, record, metadata)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
