@@ -1,11 +1,12 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from common_data.checkpoint import save_model_checkpoint, save_tensors
 from common_data.cli.ft_args import parse_args
-from common_data.gpt2_config import GPT2Config
-from common_data.init_params import init_base_params
+from common_data.gpt2_config import AdapterConfig, GPT2Config
+from common_data.init_params import init_adapter_params, init_base_params
 from common_data.jsonl import write_jsonl
 from common_data.paths import shared_dir
 from common_data.resume import Progress, save_trainer_state
@@ -75,3 +76,40 @@ def one_error_line():
         assert sum(": error: " in line for line in lines) == 1, stderr
         return lines[-1]
     return check
+
+
+# the trace tests' model: activations of order 1 (initializer_range 0.2), so that a planted change is far above
+# float32 noise
+TRACE_CONFIG = GPT2Config(vocab_size=512, n_positions=64, n_embd=32, n_layer=3, n_head=2, initializer_range=0.2)
+TRACE_ADAPTERS = {
+    "lora": AdapterConfig(adapter="lora", lora_dim=4, lora_alpha=32),
+    "jelly": AdapterConfig(adapter="jelly", lora_dim=4, lora_alpha=32, jelly_mode="seq2par"),
+}
+
+
+@pytest.fixture(scope="module")
+def trace_inputs(tmp_path_factory):
+    """(folder, recorder_argv(adapter), n_layer): rows, a small base checkpoint and adapters with nonzero A and B (a fresh
+    B = 0 would hide a wrong adapter scale), and the trace recorders' flags for one training step on them."""
+    folder = tmp_path_factory.mktemp("trace")
+    rng = np.random.default_rng(0)
+    write_jsonl(folder / "rows.jsonl", [{"context": rng.integers(0, TRACE_CONFIG.vocab_size, 8).tolist(),
+                                         "completion": rng.integers(0, TRACE_CONFIG.vocab_size, 10).tolist()}
+                                        for _ in range(4)])
+    save_tensors(folder / "base.safetensors", init_base_params(TRACE_CONFIG, seed=1),
+                 {"config": TRACE_CONFIG.to_dict()})
+    for adapter, adapter_config in TRACE_ADAPTERS.items():
+        shapes = init_adapter_params(TRACE_CONFIG, adapter_config, seed=0)
+        save_tensors(folder / f"{adapter}.safetensors",
+                     {name: rng.normal(0, 0.1, a.shape).astype(np.float32) for name, a in shapes.items()})
+
+    def recorder_argv(adapter):
+        adapter_config = TRACE_ADAPTERS[adapter]
+        return [str(arg) for arg in [
+            "--data", folder / "rows.jsonl", "--init_checkpoint", folder / "base.safetensors",
+            "--adapter_checkpoint", folder / f"{adapter}.safetensors", "--adapter", adapter,
+            "--lora_dim", adapter_config.lora_dim, "--lora_alpha", int(adapter_config.lora_alpha),
+            "--jelly_mode", adapter_config.jelly_mode, "--rows", "4", "--batch_size", "2", "--seq_len", "24",
+            "--pad_multiple", "8", "--steps", "1", "--lr", "0.01", "--correct_bias", "--weight_decay", "0.01",
+            "--random_seed", "5"]]
+    return folder, recorder_argv, TRACE_CONFIG.n_layer
