@@ -1,17 +1,28 @@
-"""The shared dropout generator (--dropout_rng shared): splitmix64 over a per-call key, masks that depend on the
-key and on each unit's place in the global batch only."""
+"""The shared dropout generator (--dropout_rng shared): Philox streams under a splitmix64 key per dropout call, masks
+that depend on the key and on each unit's place in the global batch only."""
 import numpy as np
 import pytest
 
-from common_data.training.dropout_masks import (SharedMasks, keep_scale, mix64, mix64_array, module_key,
-                                                stream_key, uniforms)
+from common_data.training.dropout_masks import (GOLDEN, SharedMasks, keep_scale, mix64, module_key, row_words,
+                                                stream_key)
 
 
-def test_the_stream_is_splitmix64():
-    # splitmix64 seeded with 0 (Vigna's splitmix64.c) first outputs 0xE220A8397B1DCDAF, then 0x6E789E6AA1B965F4
-    assert [int(u) for u in uniforms(0, [0], 2)[0]] == [0xE220A8397B1DCDAF >> 11, 0x6E789E6AA1B965F4 >> 11]
-    words = np.random.default_rng(0).integers(0, 2**63, 1000, dtype=np.uint64) * np.uint64(2)
-    assert [int(z) for z in mix64_array(words.copy())] == [mix64(int(w)) for w in words]
+def test_each_row_reads_its_own_philox_stream_in_32_bit_words():
+    key = stream_key(110, 7, 3, 1234)
+    words = [(int(raw) & 0xFFFFFFFF, int(raw) >> 32)
+             for raw in np.random.Philox(key=key, counter=5 << 128).random_raw(6)]
+    expected = np.array([word for pair in words for word in pair], dtype=np.uint32)
+    np.testing.assert_array_equal(row_words(key, 5, 11), expected[:11])
+    scale = keep_scale(key, [5], (1, 11), 0.5)
+    np.testing.assert_array_equal(scale[0] == 0, expected[:11] < 2**31)
+
+
+def test_stream_keys_are_splitmix64_hashes():
+    # splitmix64 seeded with 0 (Vigna's splitmix64.c) first outputs 0xE220A8397B1DCDAF
+    assert mix64(GOLDEN) == 0xE220A8397B1DCDAF
+    keys = {stream_key(seed, step, layer, tensor) for seed in (0, 1) for step in (0, 1, 2) for layer in (-1, 0, 1)
+            for tensor in (0, 2**31)}
+    assert len(keys) == 36 and all(0 <= key < 2**64 for key in keys)
 
 
 def test_the_same_key_gives_the_same_mask_and_each_key_word_another():
