@@ -98,8 +98,9 @@ def update_table(stats, step, parameters, finding):
     return pd.DataFrame(rows)
 
 
-def plot_errors(path, stats, step, n_layer, title):
-    """Error per module along the network, forward (outputs) and backward (gradients of the outputs)."""
+def plot_errors(path, stats, step, n_layer, title, found=None):
+    """Error per module along the network, forward (outputs) and backward (gradients of the outputs); a dotted
+    line at the module each pass's verdict names."""
     modules = names.module_order(n_layer)
     figure = Figure(figsize=(max(8.0, 0.28 * len(modules)), 7.5), layout="constrained")
     axes = figure.subplots(2, 1, sharex=True)
@@ -115,6 +116,16 @@ def plot_errors(path, stats, step, n_layer, title):
         axis.semilogy(x, series("torch_vs_float64"), ".--", color="C0", label="PyTorch float32 vs float64")
         axis.semilogy(x, series("jittor_vs_float64"), ".--", color="C2", label="Jittor vs PyTorch float64")
         axis.semilogy(x, series("tolerance"), "-", color="0.5", drawstyle="steps-mid", label="tolerance")
+        finding = getattr(found, phase, None)
+        if finding is not None and finding.name in modules:
+            position = modules.index(finding.name)
+            right = position < len(modules) / 2
+            axis.axvline(position, color="C3", linestyle=":")
+            axis.annotate(f"{finding.name}: {'introduced here' if finding.introduced else 'inherited'}",
+                          (position, 1.0), xycoords=("data", "axes fraction"),
+                          xytext=(4 if right else -4, -12), ha="left" if right else "right",
+                          textcoords="offset points", color="C3", fontsize=8,
+                          bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         axis.set_ylabel("max abs error, " + ("gradient of the output" if phase == "backward" else "output"))
         axis.set_title(f"{phase} pass, step {step} (0 is drawn at {floor:g})")
         axis.grid(True, which="major", alpha=0.3)
@@ -226,7 +237,7 @@ def run_trace(recorder_args, folder, out_md, out_html, figures_dir, repeat=False
         if isolate:
             isolated = trace.compare(traces["jittor_isolated"].arrays, torch32, torch64, repeats)
         Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        plot_errors(figure_path, stats, found.step or 1, n_layer, "Jittor against PyTorch, module by module")
+        plot_errors(figure_path, stats, found.step or 1, n_layer, "Jittor against PyTorch, module by module", found)
     sections = build_sections(traces, stats, found, isolated, figure_path, problems)
     write_markdown(out_md, "Layer-by-layer trace: PyTorch against Jittor", sections)
     write_html(out_html, "Layer-by-layer trace: PyTorch against Jittor", sections)
