@@ -102,7 +102,7 @@ def plot_errors(path, stats, step, n_layer, title, found=None):
     """Error per module along the network, forward (outputs) and backward (gradients of the outputs); a dotted
     line at the module each pass's verdict names."""
     modules = names.module_order(n_layer)
-    figure = Figure(figsize=(max(8.0, 0.28 * len(modules)), 7.5), layout="constrained")
+    figure = Figure(figsize=(min(max(8.0, 0.28 * len(modules)), 18.0), 7.5), layout="constrained")
     axes = figure.subplots(2, 1, sharex=True)
     floor = 1e-14
     for axis, phase in zip(axes, ("forward", "backward")):
@@ -129,7 +129,7 @@ def plot_errors(path, stats, step, n_layer, title, found=None):
         axis.set_ylabel("max abs error, " + ("gradient of the output" if phase == "backward" else "output"))
         axis.set_title(f"{phase} pass, step {step} (0 is drawn at {floor:g})")
         axis.grid(True, which="major", alpha=0.3)
-    axes[-1].set_xticks(np.arange(len(modules)), modules, rotation=90, fontsize=7)
+    axes[-1].set_xticks(np.arange(len(modules)), modules, rotation=90, fontsize=7 if len(modules) < 64 else 5)
     figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=8)
     figure.suptitle(title)
     save(figure, path)
