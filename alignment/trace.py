@@ -165,7 +165,7 @@ def first_forward(stats, step, n_layer):
     for name, item in forward_timeline(n_layer):
         if over(stats, names.key(step, "forward", name, item)):
             if item == "out":
-                return Finding("forward", step, name, True, f"its input agrees, its output does not")
+                return Finding("forward", step, name, True, "its input agrees, its output does not")
             owner = names.parent(name)
             return Finding("forward", step, owner, True,
                            f"its own code before {name} (the input of {name} differs, {owner}'s input agrees)")

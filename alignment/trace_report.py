@@ -12,7 +12,16 @@ from matplotlib.figure import Figure
 
 from alignment import trace
 from alignment.figures import save
-from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, write_html, write_markdown
+from alignment.render import (
+    Bullets,
+    Image,
+    Paragraph,
+    Section,
+    Subheading,
+    Table,
+    write_html,
+    write_markdown,
+)
 from common_data.checkpoint import load_tensors
 from common_data.paths import REPO_ROOT
 from common_data.trace import names
@@ -109,7 +118,7 @@ def plot_errors(path, stats, step, n_layer, title, found=None):
         picked = [stats.get(names.key(step, phase, name, "out")) for name in modules]
         x = np.arange(len(modules))
 
-        def series(field):
+        def series(field, picked=picked):
             return [max(getattr(s, field), floor) if s is not None else np.nan for s in picked]
 
         axis.semilogy(x, series("max_abs"), "o-", color="C3", label="|Jittor - PyTorch| (max abs)")
@@ -208,8 +217,8 @@ def isolate_blocks(isolated, steps, n_layer, parameters):
 
 def verdict_sentences(found, problems):
     if problems:
-        return ["**Pre-flight check failed**: the runs do not start from the same inputs, so nothing was compared "
-                "(see Pre-flight)."]
+        return [("**Pre-flight check failed**: the runs do not start from the same inputs, so nothing was compared "
+                 "(see Pre-flight).")]
     if not found.findings:
         return ["**No module over the tolerance**: forward, backward and update agree at every traced step."]
     return [f"First divergence at step {found.step}."] + [finding.sentence() for finding in found.findings]

@@ -19,6 +19,7 @@ from NLG_jittor.src import trace_hooks
 from NLG_jittor.src.model import CausalSelfAttention
 from NLG_jittor.src.optimizer import AdamW, adamw_from_args
 
+
 def run_torch_recorder(argv, output):
     env = {key: value for key, value in os.environ.items() if key not in ("NLG_FRAMEWORK", "VIRTUAL_ENV")}
     command = [str(REPO_ROOT / "environments" / "run"), "torch", "python",
