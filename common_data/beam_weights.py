@@ -15,13 +15,14 @@ from common_data.merge import merge_adapter_arrays
 
 
 def is_adapter_tensor(name):
-    return ".lora_A." in name or ".lora_B." in name
+    return ".lora_" in name
 
 
 def flag_adapter(args):
     """(AdapterConfig, mode) the --lora_* flags describe, for adapter tensors without metadata."""
     adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim, lora_alpha=float(args.lora_alpha),
-                                   targets=args.lora_targets, jelly_mode=args.jelly_mode)
+                                   targets=args.lora_targets, jelly_mode=args.jelly_mode,
+                                   use_rslora=args.use_rslora)
     if adapter_config.adapter == "jelly" and adapter_config.jelly_mode == "seq2par":
         raise CheckpointError("--jelly_mode seq2par: adapter tensors without metadata do not say whether they "
                               "were saved before or after the switch; give --jelly_mode sequential or parallel")

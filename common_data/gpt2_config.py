@@ -1,4 +1,5 @@
 """GPT-2 model and adapter configurations, and where adapters sit in the network (framework-neutral)."""
+import math
 from dataclasses import asdict, dataclass, fields
 
 
@@ -64,8 +65,10 @@ def config_for_card(name):
 
 
 # Adapter target -> (layer inside each block h.{i}, index of its output slice, number of slices).
-# c_attn computes q, k and v side by side: each is one third of its output columns.
+# c_attn computes q, k and v side by side: each is one third of its output columns; the target c_attn is one
+# adapter over all three, as peft adapts GPT-2's fused layer.
 ADAPTER_TARGETS = {
+    "c_attn": ("attn.c_attn", 0, 1),
     "q": ("attn.c_attn", 0, 3),
     "k": ("attn.c_attn", 1, 3),
     "v": ("attn.c_attn", 2, 3),
@@ -73,19 +76,25 @@ ADAPTER_TARGETS = {
     "c_fc": ("mlp.c_fc", 0, 1),
     "mlp_proj": ("mlp.c_proj", 0, 1),
 }
-ADAPTERS = ("lora", "jelly")
+ADAPTERS = ("lora", "jelly", "dora", "pissa", "bitfit")
 JELLY_MODES = ("parallel", "sequential", "seq2par")
 
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """LoRA or JELLY on the target slices of every block; lora_dim 0 means full fine-tuning."""
+    """LoRA, JELLY, DoRA or PiSSA on the target slices of every block; lora_dim 0 means full fine-tuning.
+
+    DoRA and PiSSA are LoRA (parallel) with peft's definitions (common_data/adapter_math). BitFit trains the
+    biases (Conv1D and LayerNorm) and has no adapter layers: its lora_dim is 0.
+    use_rslora: scale alpha / sqrt(r) instead of alpha / r (rsLoRA, peft's use_rslora).
+    """
     adapter: str = "lora"
     lora_dim: int = 0
     lora_alpha: float = 128.0
     lora_dropout: float = 0.0
     targets: tuple = ("q", "v")
     jelly_mode: str = "seq2par"
+    use_rslora: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -97,17 +106,37 @@ class AdapterConfig:
         if unknown or len(set(self.targets)) != len(self.targets):
             raise ValueError(f"AdapterConfig: targets {self.targets} must be distinct names from "
                              f"{tuple(ADAPTER_TARGETS)}")
+        if "c_attn" in self.targets and {"q", "k", "v"} & set(self.targets):
+            raise ValueError(f"AdapterConfig: targets {self.targets}: c_attn already covers q, k and v")
         if self.lora_dim < 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"AdapterConfig: need lora_dim >= 0 and 0 <= lora_dropout < 1, got "
                              f"{self.lora_dim} and {self.lora_dropout}")
+        if self.adapter in ("dora", "pissa") and not self.lora_dim:
+            raise ValueError(f"AdapterConfig: {self.adapter} needs lora_dim > 0")
+        if self.adapter == "bitfit" and self.lora_dim:
+            raise ValueError(f"AdapterConfig: bitfit trains the biases and has no rank: lora_dim must be 0, "
+                             f"got {self.lora_dim}")
 
     @property
     def scale(self):
-        return self.lora_alpha / self.lora_dim
+        return self.lora_alpha / (math.sqrt(self.lora_dim) if self.use_rslora else self.lora_dim)
+
+    def trains(self, name):
+        """Whether the tensor of checkpoint name `name` trains: the adapters; the biases for BitFit; every
+        tensor for full fine-tuning."""
+        if self.adapter == "bitfit":
+            return name.endswith(".bias")
+        return self.trains_everything or ".lora_" in name
+
+    @property
+    def trains_everything(self):
+        """Full fine-tuning: lora_dim 0 and not BitFit."""
+        return self.lora_dim == 0 and self.adapter != "bitfit"
 
     @property
     def initial_mode(self):
-        """'full' (no adapter), 'parallel' (LoRA, JELLY parallel) or 'sequential' (JELLY sequential, seq2par)."""
+        """'full' (no adapter layers: full fine-tuning, BitFit), 'parallel' (LoRA, JELLY parallel) or
+        'sequential' (JELLY sequential, seq2par)."""
         if self.lora_dim == 0:
             return "full"
         if self.adapter == "jelly" and self.jelly_mode != "parallel":
@@ -185,6 +214,11 @@ def adapter_tensor_names(block, adapted):
     """Checkpoint names of the A and B matrices of one adapted slice in block `block`."""
     prefix = f"h.{block}.{adapted.layer}"
     return f"{prefix}.lora_A.{adapted.target}", f"{prefix}.lora_B.{adapted.target}"
+
+
+def magnitude_tensor_name(block, adapted):
+    """Checkpoint name of DoRA's magnitude vector [d_out] of one adapted slice in block `block`."""
+    return f"h.{block}.{adapted.layer}.lora_magnitude.{adapted.target}"
 
 
 def adapter_shapes(adapted, lora_dim, mode):

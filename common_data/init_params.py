@@ -8,7 +8,9 @@ import zlib
 
 import numpy as np
 
-from common_data.gpt2_config import adapted_slices, adapter_shapes, adapter_tensor_names, base_param_shapes
+from common_data.adapter_math import dora, pissa
+from common_data.gpt2_config import (adapted_slices, adapter_shapes, adapter_tensor_names, base_param_shapes,
+                                     magnitude_tensor_name)
 
 
 def _generator(seed, name):
@@ -39,18 +41,39 @@ def init_base_params(config, seed):
     return params
 
 
-def init_adapter_params(config, adapter_config, seed):
-    """A as loralib initialises it (kaiming-uniform with a = sqrt(5), i.e. U(+-1/sqrt(fan_in))), B zero.
+def init_adapter_params(config, adapter_config, seed, base=None):
+    """The adapters' initial tensors on the base arrays `base` (None: init_base_params(config, seed)), see
+    start_arrays."""
+    return {name: array for name, array in start_arrays(config, adapter_config, seed, base).items() if ".lora_" in name}
 
-    The shape of A follows the adapter's initial mode: r x d_out for JELLY sequential and seq2par.
+
+def start_arrays(config, adapter_config, seed, base=None):
+    """Every tensor of a fresh model on the base arrays `base` (None: init_base_params(config, seed)).
+
+    LoRA, JELLY, DoRA: A as loralib initialises it (kaiming-uniform with a = sqrt(5), i.e. U(+-1/sqrt(fan_in))),
+    B zero; the shape of A follows the adapter's initial mode (r x d_out for JELLY sequential and seq2par).
+    DoRA adds its magnitudes ||W|| per output feature. PiSSA's A and B come from the SVD of W, and W becomes
+    the residual (common_data/adapter_math).
     """
-    params = {}
+    if base is None:
+        base = init_base_params(config, seed) if adapter_config.adapter in ("dora", "pissa") else {}
+    arrays = dict(base)
     for i in range(config.n_layer):
         for adapted in adapted_slices(config, adapter_config):
             name_a, name_b = adapter_tensor_names(i, adapted)
+            weight_name = f"h.{i}.{adapted.layer}.weight"
+            if adapter_config.adapter == "pissa":
+                arrays[name_a], arrays[name_b], residual = pissa.principal_start(
+                    base[weight_name][:, adapted.start:adapted.stop], adapter_config.lora_dim, adapter_config.scale)
+                arrays[weight_name] = arrays[weight_name].copy()
+                arrays[weight_name][:, adapted.start:adapted.stop] = residual
+                continue
             shape_a, shape_b = adapter_shapes(adapted, adapter_config.lora_dim, adapter_config.initial_mode)
             bound = np.float32(1.0 / math.sqrt(shape_a[1]))
             uniform = _generator(seed, name_a).random(shape_a, dtype=np.float32)
-            params[name_a] = (uniform * 2 - 1) * bound
-            params[name_b] = np.zeros(shape_b, dtype=np.float32)
-    return params
+            arrays[name_a] = (uniform * 2 - 1) * bound
+            arrays[name_b] = np.zeros(shape_b, dtype=np.float32)
+            if adapter_config.adapter == "dora":
+                arrays[magnitude_tensor_name(i, adapted)] = dora.initial_magnitude(
+                    base[weight_name][:, adapted.start:adapted.stop])
+    return arrays

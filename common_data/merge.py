@@ -4,10 +4,13 @@ In Conv1D layout the layer computes x Wc + b with Wc = W^T ([d_in, d_out]). For 
 - parallel (LoRA):  h = W x + s B A x          ->  Wc' = Wc + s A^T B^T
 - sequential:       h = W x + s B A (W x)      ->  Wc' = Wc + s Wc A^T B^T   (W' = (I + s B A) W)
 The bias is untouched in both modes: the sequential adapter sees W x, not W x + b.
+DoRA folds in as m (W + s B A) / ||W + s B A||; a saved PiSSA adapter is rank-2r plain LoRA on the original
+base (common_data/adapter_math).
 """
 import numpy as np
 
-from common_data.gpt2_config import adapted_slices, adapter_shapes, adapter_tensor_names
+from common_data.adapter_math import dora
+from common_data.gpt2_config import adapted_slices, adapter_shapes, adapter_tensor_names, magnitude_tensor_name
 
 
 def merged_weight(weight, lora_a, lora_b, scale, mode):
@@ -27,10 +30,14 @@ def merge_adapter_arrays(base, adapters, config, adapter_config, mode):
     """
     merged = dict(base)
     expected = set()
+    rank = 2 * adapter_config.lora_dim if adapter_config.adapter == "pissa" else adapter_config.lora_dim
     for block in range(config.n_layer):
         for adapted in adapted_slices(config, adapter_config):
-            name_a, name_b = adapter_tensor_names(block, adapted)
-            for name, shape in zip((name_a, name_b), adapter_shapes(adapted, adapter_config.lora_dim, mode)):
+            names = adapter_tensor_names(block, adapted)
+            shapes = adapter_shapes(adapted, rank, mode)
+            if adapter_config.adapter == "dora":
+                names, shapes = (*names, magnitude_tensor_name(block, adapted)), (*shapes, (adapted.d_out,))
+            for name, shape in zip(names, shapes):
                 if name not in adapters:
                     raise ValueError(f"adapter tensor {name} is missing")
                 if adapters[name].shape != shape:
@@ -40,8 +47,12 @@ def merge_adapter_arrays(base, adapters, config, adapter_config, mode):
             weight_name = f"h.{block}.{adapted.layer}.weight"
             weight = merged[weight_name].copy()
             columns = slice(adapted.start, adapted.stop)
-            weight[:, columns] = merged_weight(weight[:, columns], adapters[name_a], adapters[name_b],
-                                               adapter_config.scale, mode)
+            low_rank = [adapters[name] for name in names[:2]]
+            if adapter_config.adapter == "dora":
+                weight[:, columns] = dora.merged_weight(weight[:, columns], *low_rank, adapters[names[2]],
+                                                        adapter_config.scale)
+            else:
+                weight[:, columns] = merged_weight(weight[:, columns], *low_rank, adapter_config.scale, mode)
             merged[weight_name] = weight
     unexpected = sorted(set(adapters) - expected)
     if unexpected:

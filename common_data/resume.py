@@ -13,9 +13,9 @@ from common_data.checkpoint import (checkpoint_steps, load_tensors, model_checkp
 # Arguments a resumed run must share with the run it continues.
 RESUME_KEYS = ("train_data", "train_batch_size", "seq_len", "model_card",
                "init_checkpoint", "lora_dim", "lora_alpha", "adapter", "jelly_mode", "lora_targets",
-               "random_seed", "grad_acc", "label_smooth", "dropout_rng")
+               "use_rslora", "loraplus_lr_ratio", "random_seed", "grad_acc", "label_smooth", "dropout_rng")
 # The values of keys added to RESUME_KEYS later, in the checkpoints written before them.
-EARLIER_DEFAULTS = {"dropout_rng": "framework"}
+EARLIER_DEFAULTS = {"dropout_rng": "framework", "use_rslora": False, "loraplus_lr_ratio": None}
 
 
 @dataclasses.dataclass

@@ -6,6 +6,8 @@ adapter matrices A, B and scale s = alpha / r, each adapted output slice of a la
 - sequential (JELLY):                s * B A (W_s x),  A is r x d_out, W_s the slice's own rows of W
 JELLY seq2par starts sequential and switches to parallel with A <- A W_s, which keeps the output.
 Dropout acts on the adapter input (x, or W x in sequential mode).
+DoRA (peft's use_dora) rescales each adapted output feature of W x + s B A x by m / ||W + s B A||, the norm
+detached; PiSSA is parallel LoRA on a residual base (both start from common_data/adapter_math's numbers).
 Parameters change in place with Var.update, which keeps each Var and whether it trains (under jt.no_grad
 an update would freeze it).
 """
@@ -34,6 +36,10 @@ class AdaptedConv1D(nn.Module):
             shape_a, shape_b = adapter_shapes(adapted, adapter_config.lora_dim, self.mode)
             self.lora_A[adapted.target] = jt.zeros(shape_a)
             self.lora_B[adapted.target] = jt.zeros(shape_b)
+        self.lora_magnitude = nn.ParameterDict()
+        if adapter_config.adapter == "dora":
+            for adapted in slices:
+                self.lora_magnitude[adapted.target] = jt.zeros((adapted.d_out,))
         # Jittor's Dropout starts in eval mode; a torch module starts in training mode
         self.lora_dropout = nn.Dropout(adapter_config.lora_dropout, is_train=True)
 
@@ -43,7 +49,27 @@ class AdaptedConv1D(nn.Module):
         if self.merged or not self.slices:
             return out
         adapter_input = self.lora_dropout(base if self.mode == "sequential" else x)
+        if self.lora_magnitude:
+            return out + self.dora_update(adapter_input, base)
         return out + self.scale * self.low_rank_update(adapter_input)
+
+    def dora_update(self, adapter_input, base):
+        """(f - 1) W x + f s B A x with f = m / ||W + s B A|| per adapted output feature (1 on the others), as peft
+        computes it: the norm detached, and W x on the dropped-out input while dropout acts."""
+        factors = []
+        column = 0
+        for target, (start, stop) in self.slices.items():
+            if start > column:
+                factors.append(base.new_ones((start - column,)))
+            weight = self.weight[:, start:stop] + self.scale * (self.lora_A[target].t() @ self.lora_B[target].t())
+            factors.append(self.lora_magnitude[target] / weight.detach().norm(dim=0))
+            column = stop
+        if column < self.weight.shape[1]:
+            factors.append(base.new_ones((self.weight.shape[1] - column,)))
+        factor = jt.concat(factors)
+        if self.lora_dropout.is_train and self.lora_dropout.p > 0:
+            base = adapter_input @ self.weight
+        return (factor - 1) * base + factor * (self.scale * self.low_rank_update(adapter_input))
 
     def low_rank_update(self, adapter_input):
         """B A (input) on every adapted slice and zeros on the other output columns, side by side."""
@@ -64,6 +90,8 @@ class AdaptedConv1D(nn.Module):
         matmul takes float32 only)."""
         if self.merged:
             return
+        if self.lora_magnitude:
+            raise RuntimeError("DoRA adapters merge in numpy (common_data/merge.py), as export-hf and gpt2_beam.py do")
         for target, (start, stop) in self.slices.items():
             weight, lora_a, lora_b = self.slice_arrays(target, start, stop)
             self.set_columns(start, stop, merged_weight(weight, lora_a, lora_b, self.scale, self.mode))
@@ -114,23 +142,16 @@ def adapted_layers(model):
     return [m for m in model.modules() if isinstance(m, AdaptedConv1D) and m.slices]
 
 
-def is_adapter_parameter(name):
-    return ".lora_A." in name or ".lora_B." in name
-
-
 def mark_only_adapter_as_trainable(model):
-    """Freeze everything but the adapters; with no adapter (lora_dim 0) everything trains."""
-    full = not adapted_layers(model)
+    """Freeze everything but what the adapter configuration trains (AdapterConfig.trains): the adapters, the
+    biases for BitFit, everything for full fine-tuning."""
     for name, param in model.named_parameters():
-        param.requires_grad = full or is_adapter_parameter(name)
+        param.requires_grad = model.adapter.trains(name)
 
 
 def adapter_state_dict(model):
-    """The trained tensors in checkpoint names: the adapters, or every tensor for full fine-tuning."""
-    state = model.state_dict()
-    if not adapted_layers(model):
-        return state
-    return {name: tensor for name, tensor in state.items() if is_adapter_parameter(name)}
+    """The trained tensors in checkpoint names (AdapterConfig.trains)."""
+    return {name: tensor for name, tensor in model.state_dict().items() if model.adapter.trains(name)}
 
 
 def merge_adapters(model):

@@ -69,7 +69,8 @@ class Trainer:
         self.config = config_for_card(args.model_card)
         self.adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim,
                                             lora_alpha=float(args.lora_alpha), lora_dropout=args.lora_dropout,
-                                            targets=args.lora_targets, jelly_mode=args.jelly_mode)
+                                            targets=args.lora_targets, jelly_mode=args.jelly_mode,
+                                            use_rslora=args.use_rslora)
         base_arrays = load_base_checkpoint(args.init_checkpoint, self.config) if args.init_checkpoint else None
         self.model = GPT2LMModel(self.config, self.adapter_config, seed=args.random_seed, base_arrays=base_arrays)
         self.shared_masks = None
@@ -77,7 +78,7 @@ class Trainer:
             rows = batching.rank_rows(range(args.train_batch_size), self.ranks.rank, self.ranks.world_size)
             self.shared_masks = use_shared_masks(self.model, args.random_seed, rows)
         adapters.mark_only_adapter_as_trainable(self.model)
-        self.optimizer = adamw_from_args([p for p in self.model.parameters() if p.requires_grad], args)
+        self.optimizer = adamw_from_args(self.trainable(), args)
 
     def load_data(self):
         args = self.args
@@ -103,7 +104,7 @@ class Trainer:
         model_arrays, model_metadata = load_model_checkpoint(model_checkpoint_path(self.args.work_dir, step))
         if model_metadata["adapter_mode"] == "parallel" and adapters.adapter_mode(self.model) == "sequential":
             adapters.switch_to_parallel(self.model)
-        self.model.load_arrays(model_arrays, strict=self.args.lora_dim == 0)
+        self.model.load_arrays(model_arrays, strict=self.adapter_config.trains_everything)
         self.optimizer.load_state_arrays(self.trainable(), arrays, metadata["optimizer_steps"])
         restore_rng_state(arrays, self.ranks)
         self.progress = Progress.from_dict(metadata["progress"])
@@ -118,7 +119,7 @@ class Trainer:
             mode = adapters.adapter_mode(self.model)
             metadata = checkpoint_metadata(self.config, self.adapter_config, mode, step=step,
                                            epoch=step / self.batches_per_epoch, model_card=self.args.model_card)
-            save_model_checkpoint(self.args.work_dir, step, self.model.to_arrays(adapter_only=self.args.lora_dim > 0),
+            save_model_checkpoint(self.args.work_dir, step, self.model.to_arrays(adapter_only=True),
                                   metadata)
             optimizer_arrays, optimizer_steps = self.optimizer.state_arrays(self.trainable())
             save_trainer_state(self.args.work_dir, step, {**optimizer_arrays, **rng_arrays}, self.progress,
@@ -312,7 +313,8 @@ class Trainer:
             if resumed_from is not None:
                 self.console(f"resuming from {model_checkpoint_path(args.work_dir, resumed_from)}")
             mode = adapters.adapter_mode(self.model)
-            self.console(str(runlog.AdapterLine(args.adapter if args.lora_dim else "none", mode, self.progress.step)))
+            adapter = "none" if self.adapter_config.trains_everything else args.adapter
+            self.console(str(runlog.AdapterLine(adapter, mode, self.progress.step)))
             self.event("start", step=self.progress.step, adapter_mode=mode, resumed=resumed_from is not None)
             if args.eval_at_start and self.progress.step == 0:
                 self.run_evaluation()

@@ -9,7 +9,8 @@ import jittor as jt
 import numpy as np
 from jittor import nn
 
-from common_data.init_params import init_adapter_params, init_base_params
+from common_data.adapter_math import pissa
+from common_data.init_params import init_base_params, start_arrays
 from NLG_jittor.src.adapters import adapter_mode, adapter_state_dict, conv1d_for, is_merged
 
 
@@ -187,7 +188,10 @@ class GPT2LMModel(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         if base_arrays is None:
             base_arrays = init_base_params(config, seed)
-        self.load_arrays({**base_arrays, **init_adapter_params(config, adapter, seed)})
+        start = start_arrays(config, adapter, seed, base_arrays)
+        # PiSSA's saved form holds its start (common_data/adapter_math/pissa.py)
+        self.initial_adapters = {name: array for name, array in start.items() if ".lora_" in name}
+        self.load_arrays(start)
 
     def execute(self, input_ids, targets=None, loss_mask=None, label_smooth=0.0, past_key_values=None,
                 use_cache=False, full_logits=False, padding=None):
@@ -240,8 +244,10 @@ class GPT2LMModel(nn.Module):
         """Copy numpy arrays (checkpoint names) into the parameters.
 
         strict: the names must be exactly this model's; otherwise a subset will do. Unknown names and wrong
-        shapes always stop with an error naming the tensor.
+        shapes always stop with an error naming the tensor. PiSSA adapters may come in their saved form.
         """
+        if self.adapter.adapter == "pissa":
+            arrays = pissa.from_lora(arrays, self.adapter.lora_dim)
         params = dict(self.named_parameters())
         unknown = sorted(set(arrays) - set(params))
         missing = sorted(set(params) - set(arrays)) if strict else []
@@ -255,8 +261,12 @@ class GPT2LMModel(nn.Module):
             params[name].update(jt.array(np.asarray(array, dtype=np.float32)))
 
     def to_arrays(self, adapter_only=False):
-        """float32 numpy arrays in checkpoint names: all, or the trained ones (see adapter_state_dict)."""
+        """float32 numpy arrays in checkpoint names: all, or the trained ones (see adapter_state_dict; PiSSA's in
+        their saved form, plain LoRA on the original base)."""
         if is_merged(self):
             raise RuntimeError("the adapters are merged into the weights: unmerge_adapters(model) first")
         tensors = adapter_state_dict(self) if adapter_only else self.state_dict()
-        return {name: tensor.float32().numpy().copy() for name, tensor in tensors.items()}
+        arrays = {name: tensor.float32().numpy().copy() for name, tensor in tensors.items()}
+        if adapter_only and self.adapter.adapter == "pissa":
+            return pissa.to_lora(arrays, self.initial_adapters)
+        return arrays

@@ -80,10 +80,26 @@ class AdamW(jt.optim.Optimizer):
             }
 
     def set_lr(self, lr):
+        """The schedule's rate, times each group's lr_ratio (LoRA+)."""
         for group in self.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_ratio", 1.0)
 
 
-def adamw_from_args(params, args):
-    return AdamW(params, lr=args.lr, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epislon,
-                 weight_decay=args.weight_decay, correct_bias=args.correct_bias)
+def is_loraplus_fast(name, param):
+    """LoRA+'s faster group, as peft's: the B matrices and every vector (e.g. DoRA's magnitudes)."""
+    return ".lora_B." in name or len(param.shape) == 1
+
+
+def adamw_from_args(named_params, args):
+    """microsoft/LoRA's AdamW over the parameters {name: parameter}; with --loraplus_lr_ratio, LoRA+'s two groups
+    as peft's create_loraplus_optimizer forms them: B matrices and vectors train at ratio x lr."""
+    params = list(named_params.values())
+    if args.loraplus_lr_ratio is not None:
+        fast = [is_loraplus_fast(name, param) for name, param in named_params.items()]
+        groups = [{"params": [p for p, f in zip(params, fast) if not f]},
+                  {"params": [p for p, f in zip(params, fast) if f], "lr_ratio": args.loraplus_lr_ratio}]
+        params = [group for group in groups if group["params"]]
+    optimizer = AdamW(params, lr=args.lr, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epislon,
+                      weight_decay=args.weight_decay, correct_bias=args.correct_bias)
+    optimizer.set_lr(args.lr)
+    return optimizer

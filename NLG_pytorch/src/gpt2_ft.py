@@ -69,7 +69,8 @@ class Trainer:
         self.config = config_for_card(args.model_card)
         self.adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim,
                                             lora_alpha=float(args.lora_alpha), lora_dropout=args.lora_dropout,
-                                            targets=args.lora_targets, jelly_mode=args.jelly_mode)
+                                            targets=args.lora_targets, jelly_mode=args.jelly_mode,
+                                            use_rslora=args.use_rslora)
         base_arrays = load_base_checkpoint(args.init_checkpoint, self.config) if args.init_checkpoint else None
         self.model = GPT2LMModel(self.config, self.adapter_config, seed=args.random_seed, base_arrays=base_arrays)
         self.shared_masks = None
@@ -79,7 +80,7 @@ class Trainer:
         self.model.to(self.device)
         adapters.mark_only_adapter_as_trainable(self.model)
         self.wrapped = self.model
-        self.optimizer = adamw_from_args([p for p in self.model.parameters() if p.requires_grad], args)
+        self.optimizer = adamw_from_args(self.trainable(), args)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.fp16)
 
     def load_data(self):
@@ -122,7 +123,7 @@ class Trainer:
         model_arrays, model_metadata = load_model_checkpoint(model_checkpoint_path(self.args.work_dir, step))
         if model_metadata["adapter_mode"] == "parallel" and adapters.adapter_mode(self.model) == "sequential":
             adapters.switch_to_parallel(self.model)
-        self.model.load_arrays(model_arrays, strict=self.args.lora_dim == 0)
+        self.model.load_arrays(model_arrays, strict=self.adapter_config.trains_everything)
         self.optimizer.load_state_arrays(self.trainable(), arrays, metadata["optimizer_steps"])
         self.scaler.load_state_dict(metadata["scaler"])
         restore_rng_state(arrays, self.ranks)
@@ -138,7 +139,7 @@ class Trainer:
             mode = adapters.adapter_mode(self.model)
             metadata = checkpoint_metadata(self.config, self.adapter_config, mode, step=step,
                                            epoch=step / self.batches_per_epoch, model_card=self.args.model_card)
-            save_model_checkpoint(self.args.work_dir, step, self.model.to_arrays(adapter_only=self.args.lora_dim > 0),
+            save_model_checkpoint(self.args.work_dir, step, self.model.to_arrays(adapter_only=True),
                                   metadata)
             optimizer_arrays, optimizer_steps = self.optimizer.state_arrays(self.trainable())
             save_trainer_state(self.args.work_dir, step, {**optimizer_arrays, **rng_arrays}, self.progress,
@@ -333,7 +334,8 @@ class Trainer:
             if resumed_from is not None:
                 self.console(f"resuming from {model_checkpoint_path(args.work_dir, resumed_from)}")
             mode = adapters.adapter_mode(self.model)
-            self.console(str(runlog.AdapterLine(args.adapter if args.lora_dim else "none", mode, self.progress.step)))
+            adapter = "none" if self.adapter_config.trains_everything else args.adapter
+            self.console(str(runlog.AdapterLine(adapter, mode, self.progress.step)))
             self.event("start", step=self.progress.step, adapter_mode=mode, resumed=resumed_from is not None)
             if args.eval_at_start and self.progress.step == 0:
                 self.run_evaluation()

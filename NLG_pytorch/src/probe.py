@@ -56,6 +56,7 @@ def build_parser():
     model.add_argument("--lora_alpha", type=int, default=128, help="adapter alpha (scale = alpha / r)")
     model.add_argument("--lora_targets", type=comma_list, default=("q", "v"), help="comma-separated layers to adapt")
     model.add_argument("--jelly_mode", default="seq2par", choices=JELLY_MODES, help="JELLY adapter placement")
+    model.add_argument("--use_rslora", action="store_true", help="rsLoRA: scale = alpha / sqrt(r)")
     model.add_argument("--label_smooth", type=float, default=0.0, help="label smoothing")
     train = parser.add_argument_group("optimizer steps (gpt2_ft.py's flags)")
     train.add_argument("--steps", type=int, default=0, help="optimizer updates after the first batch's numbers")
@@ -85,7 +86,8 @@ def load_model(args):
         if metadata is not None and "config" in metadata:
             config = configs_from_metadata(metadata, args.init_checkpoint)[0]
     adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim, lora_alpha=float(args.lora_alpha),
-                                   targets=args.lora_targets, jelly_mode=args.jelly_mode)
+                                   targets=args.lora_targets, jelly_mode=args.jelly_mode,
+                                   use_rslora=args.use_rslora)
     model = GPT2LMModel(config, adapter_config, seed=args.random_seed, base_arrays=base)
     if args.adapter_checkpoint:
         model.load_arrays(load_tensors(args.adapter_checkpoint)[0], strict=False)
@@ -141,7 +143,7 @@ def train_step(model, optimizer, params, batch, lr, args):
 def train(model, batches, probe, args):
     """args.steps updates; the losses, the logits around the switch, the trained tensors."""
     params = trainable(model)
-    optimizer = adamw_from_args(list(params.values()), args)
+    optimizer = adamw_from_args(params, args)
     outputs, losses = {}, []
     for step, batch in zip(range(args.steps), batches):
         if step == args.switch_step:

@@ -245,7 +245,7 @@ def main(argv=None):
     args = parse_args(argv)
     torch.manual_seed(args.random_seed)
     model = make_model(args)
-    optimizer = adamw_from_args(list(probe.trainable(model).values()), args)
+    optimizer = adamw_from_args(probe.trainable(model), args)
     isolate = load_tensors(args.isolate)[0] if args.isolate else None
     record, metadata = trace(model, optimizer, args, isolate)
     save_tensors(args.output, record, metadata)

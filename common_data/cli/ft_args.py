@@ -34,6 +34,9 @@ def add_optimizer_arguments(group):
     group.add_argument("--scheduler", default="linear", choices=SCHEDULERS, help="learning-rate schedule")
     group.add_argument("--warmup_step", type=int, default=0, help="linear warm-up steps")
     group.add_argument("--clip", type=float, default=0.0, help="clip the gradient norm to this (0 = off)")
+    group.add_argument("--loraplus_lr_ratio", type=float, default=None,
+                       help="LoRA+: the B matrices (and vectors) train at this multiple of the learning rate, "
+                            "as peft's create_loraplus_optimizer")
 
 
 def build_parser():
@@ -71,7 +74,10 @@ def build_parser():
     model.add_argument("--lora_dim", type=int, default=0, help="adapter rank r (0 = full fine-tuning, no adapter)")
     model.add_argument("--lora_alpha", type=int, default=128, help="adapter alpha (scale = alpha / r)")
     model.add_argument("--lora_dropout", type=float, default=0.0, help="dropout probability on the adapter input")
-    model.add_argument("--adapter", default="lora", choices=ADAPTERS, help="adapter kind")
+    model.add_argument("--adapter", default="lora", choices=ADAPTERS,
+                       help="adapter kind: lora, jelly, dora and pissa (as peft's use_dora and init_lora_weights='pissa'), "
+                            "bitfit (the biases train, with --lora_dim 0)")
+    model.add_argument("--use_rslora", action="store_true", help="rsLoRA: scale = alpha / sqrt(r)")
     model.add_argument("--lora_targets", type=comma_list, default="q,v",
                        help=f"comma-separated layers to adapt, from {', '.join(ADAPTER_TARGETS)}")
     model.add_argument("--jelly_mode", default="seq2par", choices=JELLY_MODES,
@@ -131,6 +137,14 @@ def check_args(parser, args):
     unknown = [target for target in args.lora_targets if target not in ADAPTER_TARGETS]
     if unknown or not args.lora_targets:
         parser.error(f"--lora_targets: unknown {unknown}, choose from {', '.join(ADAPTER_TARGETS)}")
+    if "c_attn" in args.lora_targets and {"q", "k", "v"} & set(args.lora_targets):
+        parser.error("--lora_targets: c_attn covers q, k and v; give it without them")
+    if args.adapter in ("dora", "pissa") and not args.lora_dim:
+        parser.error(f"--adapter {args.adapter} needs --lora_dim > 0")
+    if args.adapter == "bitfit" and args.lora_dim:
+        parser.error("--adapter bitfit trains the biases: give --lora_dim 0")
+    if args.loraplus_lr_ratio is not None and args.loraplus_lr_ratio <= 0:
+        parser.error(f"--loraplus_lr_ratio must be positive, got {args.loraplus_lr_ratio}")
     switching = args.switch_epoch is not None or args.switch_step is not None
     if args.switch_epoch is not None and args.switch_step is not None:
         parser.error("give --switch_epoch or --switch_step, not both")

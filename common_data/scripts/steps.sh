@@ -15,11 +15,12 @@
 # --max-step=300 sets MAX_STEP); flags win. -h prints this text.
 #   RECIPE         the numbers of the run: a YAML file of gpt2_ft.py flags (train:) and gpt2_beam.py flags
 #                  (beam:), given to both scripts as --config (recipes/, README "Recipes"). Default: the
-#                  embedded default recipes/embedded/<dataset>.yaml, with INIT_CHECKPOINT the LoRA paper's
-#                  recipes/lora_paper/<dataset>_gpt2_md.yaml. Every option below that is set wins over it; the
+#                  embedded default recipes/embedded/<dataset>.yaml (for another method, its recipe
+#                  recipes/methods/<dataset>_<adapter>.yaml where there is one), with INIT_CHECKPOINT the LoRA
+#                  paper's recipes/lora_paper/<dataset>_gpt2_md.yaml. Every option below that is set wins over it; the
 #                  data, the base weights and the run folder are the pipeline's (see data, INIT_CHECKPOINT).
 #   DATASET        e2e | webnlg | dart                                   (e2e)
-#   ADAPTER        lora | jelly                                           (lora)
+#   ADAPTER        lora | jelly | dora | pissa | bitfit             (the recipe's, else lora)
 #   JELLY_MODE     parallel | sequential | seq2par                        (seq2par)
 #   SWITCH_STEP / SWITCH_EPOCH   seq2par switch; default: half of MAX_STEP, or epoch 1 with MAX_EPOCH
 #   RUN_DIR        the run folder                                        (runs/<framework>_<dataset>_<adapter>)
@@ -61,7 +62,7 @@ OPTION_NAMES=(RECIPE DATASET ADAPTER JELLY_MODE SWITCH_STEP SWITCH_EPOCH RUN_DIR
   BASE_ROWS BASE_TEXTS BASE_CARD BASE_MAX_STEP BASE_BATCH_SIZE BASE_SEQ_LEN BASE_LR BASE_WARMUP_STEP BASE_SEED)
 # The options that stand for a flag of gpt2_ft.py (train) or gpt2_beam.py (beam), OPTION:flag; unset, they take the
 # recipe's value. EOS_TOKEN_ID does not (the recipe may list several ids): set, it replaces the recipe's.
-TRAIN_FLAGS=(MODEL_CARD:model_card SEED:random_seed LORA_DIM:lora_dim LORA_ALPHA:lora_alpha
+TRAIN_FLAGS=(ADAPTER:adapter MODEL_CARD:model_card SEED:random_seed LORA_DIM:lora_dim LORA_ALPHA:lora_alpha
   LORA_DROPOUT:lora_dropout LORA_TARGETS:lora_targets LR:lr WEIGHT_DECAY:weight_decay WARMUP_STEP:warmup_step
   MAX_STEP:max_step MAX_EPOCH:max_epoch BATCH_SIZE:train_batch_size VALID_BATCH_SIZE:valid_batch_size
   SEQ_LEN:seq_len LABEL_SMOOTH:label_smooth LOG_INTERVAL:log_interval EVAL_INTERVAL:eval_interval
@@ -102,18 +103,24 @@ set_option() {
 # Defaults: the recipe (the paper's with INIT_CHECKPOINT, else the embedded default), then what follows from it.
 set_defaults() {
   local eval_interval_given=${EVAL_INTERVAL:-}
-  : "${DATASET:=e2e}" "${ADAPTER:=lora}" "${JELLY_MODE:=seq2par}"
+  : "${DATASET:=e2e}" "${JELLY_MODE:=seq2par}"
   case "$DATASET" in e2e|webnlg|dart) ;; *) die "DATASET must be e2e, webnlg or dart, not '$DATASET'" ;; esac
-  case "$ADAPTER" in lora|jelly) ;; *) die "ADAPTER must be lora or jelly, not '$ADAPTER'" ;; esac
+  case "${ADAPTER:-lora}" in lora|jelly|dora|pissa|bitfit) ;;
+    *) die "ADAPTER must be lora, jelly, dora, pissa or bitfit, not '$ADAPTER'" ;;
+  esac
   if [ -n "${INIT_CHECKPOINT:-}" ]; then
     : "${RECIPE:=recipes/lora_paper/${DATASET}_gpt2_md.yaml}"
   else
+    if [ -f "$REPO_ROOT/recipes/methods/${DATASET}_${ADAPTER:-}.yaml" ]; then
+      : "${RECIPE:=recipes/methods/${DATASET}_$ADAPTER.yaml}"
+    fi
     : "${RECIPE:=recipes/embedded/$DATASET.yaml}" "${VALID_ROWS:=200}"
     : "${BASE_ROWS=}" "${BASE_TEXTS=e2e webnlg dart}" "${BASE_CARD:=gpt2.tiny}" "${BASE_MAX_STEP:=400}"
     : "${BASE_BATCH_SIZE:=8}" "${BASE_SEQ_LEN:=128}" "${BASE_LR:=0.002}" "${BASE_WARMUP_STEP:=50}"
     : "${BASE_SEED:=1}"
   fi
   load_recipe
+  : "${ADAPTER:=lora}"
   : "${RUN_DIR:=runs/${FRAMEWORK}_${DATASET}_${ADAPTER}}"
   : "${TRAIN_DATA:=common_data/$DATASET/encoded/train.jsonl}" "${VALID_DATA:=common_data/$DATASET/encoded/valid.jsonl}"
   : "${TEST_DATA:=common_data/$DATASET/encoded/test.jsonl}"

@@ -8,6 +8,10 @@ from common_data.paths import REPO_ROOT
 
 RECIPES = sorted((REPO_ROOT / "recipes").rglob("*.yaml"))
 DATASETS = ("e2e", "webnlg", "dart")
+# the comparison methods on the embedded E2E default: what each recipe changes in recipes/embedded/e2e.yaml
+METHODS = {"bitfit": {"adapter": "bitfit", "lora_dim": 0}, "dora": {"adapter": "dora"}, "pissa": {"adapter": "pissa"},
+           "rslora": {"use_rslora": True},
+           "loraplus": {"loraplus_lr_ratio": 16.0}}
 # Hu et al. 2021, Table 11 (GPT-2 L uses GPT-2 M's), with microsoft/LoRA's commands for the flags it does not list
 PAPER_TRAIN = {"train_batch_size": 8, "max_epoch": 5, "lr": 0.0002, "weight_decay": 0.01, "correct_bias": True,
                "adam_beta2": 0.999, "scheduler": "linear", "warmup_step": 500, "lora_dim": 4, "lora_alpha": 32,
@@ -25,7 +29,19 @@ def sections(path):
 def test_the_recipes_are_there():
     names = {str(path.relative_to(REPO_ROOT / "recipes")) for path in RECIPES}
     assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | {"embedded/e2e_regularised.yaml"} | \
-        {f"lora_paper/{dataset}_gpt2_{size}.yaml" for dataset in DATASETS for size in ("md", "lg")}
+        {f"lora_paper/{dataset}_gpt2_{size}.yaml" for dataset in DATASETS for size in ("md", "lg")} | \
+        {f"methods/e2e_{method}.yaml" for method in METHODS}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_method_recipes_change_the_embedded_default_in_their_method_only(method):
+    embedded = sections(REPO_ROOT / "recipes" / "embedded" / "e2e.yaml")
+    values = sections(REPO_ROOT / "recipes" / "methods" / f"e2e_{method}.yaml")
+    assert values["beam"] == embedded["beam"]
+    changed = {key: value for key, value in values["train"].items() if embedded["train"].get(key) != value}
+    dropped = set(embedded["train"]) - set(values["train"])
+    assert changed == METHODS[method]
+    assert dropped <= {"lora_alpha", "lora_dropout", "lora_targets"} and (not dropped or method == "bitfit")
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.stem)
@@ -89,6 +105,15 @@ def test_the_pipeline_passes_the_recipe_and_the_options_that_are_set():
     assert (flags["train"]["--lr"], flags["train"]["--lora_dim"], flags["train"]["--max_step"]) == ("0.5", "2", "300")
     assert (flags["train"]["--eval_interval"], flags["train"]["--train_batch_size"]) == ("100", "16")
     assert (flags["beam"]["--beam"], flags["beam"]["--batch_size"], flags["beam"]["--seq_len"]) == ("4", "8", "128")
+
+
+def test_an_adapter_with_a_method_recipe_selects_it():
+    flags = pipeline_flags(ADAPTER="bitfit")
+    assert flags["train"]["--config"] == "recipes/methods/e2e_bitfit.yaml"
+    assert (flags["train"]["--adapter"], flags["train"]["--lora_dim"]) == ("bitfit", "0")
+    assert pipeline_flags("--recipe", "recipes/methods/e2e_bitfit.yaml")["train"]["--adapter"] == "bitfit"
+    assert pipeline_flags(INIT_CHECKPOINT="gpt2-medium.safetensors", ADAPTER="bitfit")["train"]["--config"] == \
+        "recipes/lora_paper/e2e_gpt2_md.yaml"
 
 
 def test_a_run_shorter_than_its_validation_interval_validates_at_its_end():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from common_data.checkpoint import load_tensors, save_tensors
-from common_data.gpt2_config import AdapterConfig, config_for_card
+from common_data.gpt2_config import AdapterConfig, base_param_shapes, config_for_card
 from common_data.init_params import init_adapter_params
 from common_data.paths import REPO_ROOT
 from NLG_jittor.src import probe
@@ -31,6 +31,15 @@ RUNS = {
                               targets=("q", "v", "c_fc")),
                 ["--adapter", "jelly", "--jelly_mode", "seq2par", "--lora_dim", "4", "--lora_alpha", "32",
                  "--lora_targets", "q,v,c_fc", "--switch_step", str(SWITCH_STEP)]),
+    "c_attn rslora loraplus": (AdapterConfig(adapter="lora", lora_dim=4, lora_alpha=32, targets=("c_attn", "mlp_proj"),
+                                             use_rslora=True),
+                               ["--adapter", "lora", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets",
+                                "c_attn,mlp_proj", "--use_rslora", "--loraplus_lr_ratio", "4"]),
+    "bitfit": (AdapterConfig(adapter="bitfit"), ["--adapter", "bitfit"]),
+    "dora": (AdapterConfig(adapter="dora", lora_dim=4, lora_alpha=32, targets=("c_attn", "mlp_proj")),
+             ["--adapter", "dora", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets", "c_attn,mlp_proj"]),
+    "pissa": (AdapterConfig(adapter="pissa", lora_dim=4, lora_alpha=32, targets=("q", "v", "c_fc")),
+              ["--adapter", "pissa", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets", "q,v,c_fc"]),
 }
 
 
@@ -93,11 +102,14 @@ def test_adapter_gradients_match_torch(probes):
     torch_outputs, jittor_outputs, _, run = probes
     names = sorted(name for name in torch_outputs if name.startswith("grad."))
     assert names == sorted(name for name in jittor_outputs if name.startswith("grad."))
-    assert len(names) == 2 * 4 * len(RUNS[run][0].targets) and all(".lora_" in name for name in names)
+    adapter_config = RUNS[run][0]
+    tensors = [*base_param_shapes(config_for_card(CARD)), *init_adapter_params(config_for_card(CARD), adapter_config, 0)]
+    assert names == sorted(f"grad.{name}" for name in tensors if adapter_config.trains(name))
     for name in names:
         scale = np.abs(torch_outputs[name]).max()
         assert scale > 0, f"{name}: no gradient, nothing compared"
-        assert max_diff(jittor_outputs[name], torch_outputs[name]) <= 1e-5 * scale, name
+        # float32 sums over the batch in another order: about 1e-5 of the largest gradient (c_attn's B, 2e-6 of 0.2)
+        assert max_diff(jittor_outputs[name], torch_outputs[name]) <= 2e-5 * scale, name
 
 
 def test_every_training_loss_matches_torch(probes):

@@ -204,6 +204,45 @@ def test_each_trainer_resumes_from_the_checkpoints_of_the_other(paired_runs, e2e
     assert json.loads((jittor_resumed / "run.json").read_text())["previous_runs"][0]["framework"]["name"] == "torch"
 
 
+METHOD_STEPS, METHOD_RESUME_STEP = 12, 6
+METHOD_RUNS = {
+    "dora c_attn rslora loraplus": ["--adapter", "dora", "--lora_targets", "c_attn,mlp_proj", "--lora_dim", "4",
+                                    "--lora_alpha", "32", "--use_rslora", "--loraplus_lr_ratio", "4"],
+    "pissa": ["--adapter", "pissa", "--lora_targets", "q,v,c_fc", "--lora_dim", "4", "--lora_alpha", "32"],
+    "bitfit": ["--adapter", "bitfit"],
+}
+
+
+def method_flags(data, work_dir, run):
+    return flags(data, work_dir, *METHOD_RUNS[run], "--lr", "0.002", "--warmup_step", "2", "--max_step",
+                 str(METHOD_STEPS), "--save_interval", str(METHOD_RESUME_STEP), "--eval_interval", str(METHOD_STEPS),
+                 batch_size=2)
+
+
+@pytest.mark.parametrize("run", sorted(METHOD_RUNS))
+def test_each_method_trains_as_in_torch_and_resumes_from_its_checkpoints(e2e_encoded, tmp_path, run):
+    torch_dir, jittor_dir = tmp_path / "torch", tmp_path / "jittor"
+    finish([start_trainer(framework, method_flags(e2e_encoded, work_dir, run))
+            for framework, work_dir in (("torch", torch_dir), ("jittor", jittor_dir))])
+    losses = {folder: np.array(field(folder, "train", "loss")) for folder in (torch_dir, jittor_dir)}
+    assert len(losses[jittor_dir]) == METHOD_STEPS
+    assert np.abs(losses[jittor_dir] - losses[torch_dir]).max() <= 1e-4
+    for step in (METHOD_RESUME_STEP, METHOD_STEPS):
+        torch_arrays, torch_metadata = load_model_checkpoint(torch_dir / f"model.{step}.safetensors")
+        jittor_arrays, jittor_metadata = load_model_checkpoint(jittor_dir / f"model.{step}.safetensors")
+        assert jittor_metadata == torch_metadata
+        assert {name: a.shape for name, a in jittor_arrays.items()} == {name: a.shape for name, a in torch_arrays.items()}
+    torch_resumed, jittor_resumed = tmp_path / "torch_from_jittor", tmp_path / "jittor_from_torch"
+    copy_up_to(jittor_dir, torch_resumed, METHOD_RESUME_STEP)
+    copy_up_to(torch_dir, jittor_resumed, METHOD_RESUME_STEP)
+    finish([start_trainer(framework, [*method_flags(e2e_encoded, work_dir, run), "--resume"])
+            for framework, work_dir in (("torch", torch_resumed), ("jittor", jittor_resumed))])
+    for resumed, reference in ((torch_resumed, jittor_dir), (jittor_resumed, torch_dir)):
+        resumed_losses = np.array(field(resumed, "train", "loss")[METHOD_RESUME_STEP:])
+        assert len(resumed_losses) == METHOD_STEPS - METHOD_RESUME_STEP
+        assert np.abs(resumed_losses - losses[reference][METHOD_RESUME_STEP:]).max() <= 1e-4
+
+
 def test_the_jittor_trainer_runs_without_torch(e2e_encoded, tmp_path):
     assert gpt2_ft.main(flags(e2e_encoded, tmp_path, "--lora_dim", "4", "--max_step", "2")) == 0
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "finished"

@@ -21,7 +21,8 @@ def test_progress_survives_its_json_form_with_infinite_and_nan_fields():
 def args(**changes):
     values = dict(train_data="t.jsonl", train_batch_size=8, seq_len=512, model_card="gpt2.tiny", init_checkpoint=None,
                   lora_dim=4, lora_alpha=32, adapter="lora", jelly_mode="seq2par", lora_targets=("q", "v"),
-                  random_seed=1, grad_acc=1, label_smooth=0.1, dropout_rng="framework", lr=2e-4)
+                  random_seed=1, grad_acc=1, label_smooth=0.1, dropout_rng="framework", use_rslora=False,
+                  loraplus_lr_ratio=None, lr=2e-4)
     return argparse.Namespace(**{**values, **changes})
 
 
@@ -47,6 +48,8 @@ def test_resuming_with_other_settings_names_them(tmp_path):
     write_step(tmp_path, 5)
     with pytest.raises(ValueError, match="--seq_len 512 there, 256 here; --lora_targets 'q,v' there, 'q,k' here"):
         load_trainer_state(tmp_path, 5, args(seq_len=256, lora_targets=("q", "k")))
+    with pytest.raises(ValueError, match="--use_rslora False there, True here"):
+        load_trainer_state(tmp_path, 5, args(use_rslora=True))
 
 
 def test_a_checkpoint_from_before_dropout_rng_continues_with_the_frameworks_masks(tmp_path):
