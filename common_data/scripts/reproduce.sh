@@ -9,8 +9,9 @@
 #      jittor <dataset> NLG_jittor/scripts/pipeline.sh, the same                  -> runs/jittor_<dataset>_<adapter>/
 #                      for each dataset of DATASETS
 #   4. report          python -m alignment report on every dataset -> log/alignment_report.md (+ .html), figures
-#                      in figure/; with ADAPTER other than lora: log/alignment_report_<adapter>.md and figures
-#                      figure/<adapter>_*.png, so that the default run's report stays
+#                      in figure/; with ADAPTER other than lora or a RECIPE: log/alignment_report_<variant>.md and
+#                      figures figure/<variant>_*.png (variant: the adapter, the recipe's file name, or both), so
+#                      that the default run's report stays
 #
 # DATASETS="e2e webnlg dart" (the default) or any subset, e.g. DATASETS=e2e make reproduce for a quick run;
 # DATASET=name is taken as DATASETS=name. Every other option of the pipeline scripts
@@ -61,10 +62,11 @@ for dataset in $datasets; do
     --torch-scores "$torch_run/scores.json" --jittor-scores "$jittor_run/scores.json")
 done
 
-report=log/alignment_report.md prefix=
-if [ "$ADAPTER" != lora ]; then
-  report=log/alignment_report_${ADAPTER}.md prefix=${ADAPTER}_
-fi
+# the default run's report is log/alignment_report.md; another adapter or recipe names its own
+variant=
+[ "$ADAPTER" = lora ] || variant=$ADAPTER
+[ -z "${RECIPE:-}" ] || variant=${variant:+${variant}_}$(basename "${RECIPE%.*}")
+report=log/alignment_report${variant:+_$variant}.md prefix=${variant:+${variant}_}
 stage report environments/run torch python -m alignment report "${report_args[@]}" \
   --out-md "$report" --figures figure --figure-prefix "$prefix"
 printf 'total\t%s\n' "$(( $(date +%s) - started ))" >> "$timings"
