@@ -49,8 +49,8 @@ def jittor_trace(argv, plant=None, isolate=None):
     """A Jittor trace of the model (and optimizer) that `plant` changes."""
     args = trace_hooks.parse_args([*argv, "--output", "unused"])
     model = trace_hooks.make_model(args)
-    params = list(trace_hooks.probe.trainable(model).values())
-    optimizer = (plant(model, params, args) if plant else None) or adamw_from_args(params, args)
+    trainable = trace_hooks.probe.trainable(model)
+    optimizer = (plant(model, list(trainable.values()), args) if plant else None) or adamw_from_args(trainable, args)
     return trace_hooks.trace(model, optimizer, args, isolate)[0]
 
 
