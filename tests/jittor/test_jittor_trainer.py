@@ -188,14 +188,22 @@ def copy_up_to(source, target, step):
     assert newest_resumable_step(target) == step
 
 
+def resume_each_from_the_other(torch_dir, jittor_dir, tmp_path, step, flags_for):
+    """Each trainer resumes from the other's checkpoints of `step` (flags_for(work_dir): the run's flags);
+    returns (torch resumed folder, jittor resumed folder)."""
+    torch_resumed, jittor_resumed = tmp_path / "torch_from_jittor", tmp_path / "jittor_from_torch"
+    copy_up_to(jittor_dir, torch_resumed, step)
+    copy_up_to(torch_dir, jittor_resumed, step)
+    finish([start_trainer(framework, [*flags_for(work_dir), "--resume"])
+            for framework, work_dir in (("torch", torch_resumed), ("jittor", jittor_resumed))])
+    return torch_resumed, jittor_resumed
+
+
 @pytest.mark.parametrize("run", sorted(RUNS))
 def test_each_trainer_resumes_from_the_checkpoints_of_the_other(paired_runs, e2e_encoded, tmp_path, run):
     torch_dir, jittor_dir = paired_runs[run]
-    torch_resumed, jittor_resumed = tmp_path / "torch_from_jittor", tmp_path / "jittor_from_torch"
-    copy_up_to(jittor_dir, torch_resumed, RESUME_STEP)
-    copy_up_to(torch_dir, jittor_resumed, RESUME_STEP)
-    finish([start_trainer(framework, [*comparison_flags(e2e_encoded, work_dir, run), "--resume"])
-            for framework, work_dir in (("torch", torch_resumed), ("jittor", jittor_resumed))])
+    torch_resumed, jittor_resumed = resume_each_from_the_other(
+        torch_dir, jittor_dir, tmp_path, RESUME_STEP, lambda work_dir: comparison_flags(e2e_encoded, work_dir, run))
     for resumed, reference in ((torch_resumed, jittor_dir), (jittor_resumed, torch_dir)):
         assert field(resumed, "train", "step") == list(range(1, STEPS + 1))
         resumed_losses, reference_losses = (np.array(field(folder, "train", "loss")[RESUME_STEP:])
@@ -232,11 +240,8 @@ def test_each_method_trains_as_in_torch_and_resumes_from_its_checkpoints(e2e_enc
         jittor_arrays, jittor_metadata = load_model_checkpoint(jittor_dir / f"model.{step}.safetensors")
         assert jittor_metadata == torch_metadata
         assert {name: a.shape for name, a in jittor_arrays.items()} == {name: a.shape for name, a in torch_arrays.items()}
-    torch_resumed, jittor_resumed = tmp_path / "torch_from_jittor", tmp_path / "jittor_from_torch"
-    copy_up_to(jittor_dir, torch_resumed, METHOD_RESUME_STEP)
-    copy_up_to(torch_dir, jittor_resumed, METHOD_RESUME_STEP)
-    finish([start_trainer(framework, [*method_flags(e2e_encoded, work_dir, run), "--resume"])
-            for framework, work_dir in (("torch", torch_resumed), ("jittor", jittor_resumed))])
+    torch_resumed, jittor_resumed = resume_each_from_the_other(
+        torch_dir, jittor_dir, tmp_path, METHOD_RESUME_STEP, lambda work_dir: method_flags(e2e_encoded, work_dir, run))
     for resumed, reference in ((torch_resumed, jittor_dir), (jittor_resumed, torch_dir)):
         resumed_losses = np.array(field(resumed, "train", "loss")[METHOD_RESUME_STEP:])
         assert len(resumed_losses) == METHOD_STEPS - METHOD_RESUME_STEP
