@@ -44,6 +44,7 @@ def test_full_fine_tuning_lowers_the_loss_clearly(e2e_encoded, tmp_path):
     assert (metadata["step"], metadata["adapter_mode"]) == (200, "full")
     run = json.loads((tmp_path / "run.json").read_text())
     assert (run["status"], run["final_step"], run["args"]["lora_dim"]) == ("finished", 200, 0)
+    assert run["trainable_parameters"] == sum(array.size for array in arrays.values())
     assert {"setup", "train", "eval", "save"} <= set(run["phases_s"])
     assert run["framework"]["name"] == "torch" and run["peak_memory"]["bytes"] > 0
 
