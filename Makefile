@@ -2,7 +2,7 @@
 RUN := environments/run
 PYTEST := python -m pytest -q
 
-.PHONY: help env data test test-torch test-jittor reproduce bench gpu-check gpu-wheels clean
+.PHONY: help env data test test-torch test-jittor reproduce compare bench gpu-check gpu-wheels clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 
 reproduce:  ## the main job: data, base GPT-2, train/beam/decode/eval of E2E, WebNLG and DART in both frameworks, one alignment report (DATASETS=, ADAPTER=, ...)
 	common_data/scripts/reproduce.sh
+
+compare:  ## adapter methods (LoRA, JELLY, DoRA, PiSSA, AdaLoRA, BitFit, full) on E2E in both frameworks, one budget of steps: log/methods_report.md (METHODS=, MAX_STEP=)
+	common_data/scripts/compare.sh
 
 bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
 	$(RUN) torch python -m bench $(BENCH_FLAGS)

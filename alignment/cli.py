@@ -1,10 +1,12 @@
-"""`python -m alignment report ...` (our run folders), `python -m alignment legacy ...` (two console logs) and
-`python -m alignment trace ...` (where two runs part, module by module)."""
+"""`python -m alignment report ...` (our run folders), `python -m alignment legacy ...` (two console logs),
+`python -m alignment trace ...` (where two runs part, module by module) and `python -m alignment methods ...`
+(adapter methods side by side, `make compare`)."""
 import argparse
 import sys
 from pathlib import Path
 
 from alignment.compare import DEFAULT_TOLERANCE
+from alignment.methods import DESCRIPTIONS, build_methods_report
 from alignment.report import DatasetInputs, build_report
 from alignment.summary import verdict_sentence
 from alignment.trace_report import run_trace
@@ -33,7 +35,7 @@ def build_parser():
         description="Compare a PyTorch and a Jittor run: matched loss curves, generation metrics, identical beam "
                     "outputs, peak memory and runtime, and a verdict, as PNG figures plus a Markdown and an HTML "
                     "report.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,legacy,trace}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,legacy,trace,methods}")
 
     report = commands.add_parser(
         "report",
@@ -74,6 +76,21 @@ def build_parser():
                         help="largest |Δ loss| at a matched step that still counts as aligned "
                              "(default: %(default)g: console logs print losses with 2 decimals)")
     add_output_arguments(legacy, "log/alignment_legacy_report.md", "legacy_")
+
+    methods = commands.add_parser(
+        "methods",
+        help="adapter methods side by side, each in PyTorch and Jittor (make compare)",
+        description="Compare adapter methods trained with one budget of steps in both frameworks: trainable "
+                    "parameters, time per step, peak memory, validation loss, E2E metrics, Jittor minus PyTorch. "
+                    "Reads RUNS/torch_<method> and RUNS/jittor_<method> (run folders with scores.json and "
+                    "pred.txt, as common_data/scripts/compare.sh writes them).")
+    methods.add_argument("--runs", type=Path, default=Path("runs/compare"), metavar="DIR",
+                         help="folder of the run folders (default: %(default)s)")
+    methods.add_argument("--methods", nargs="+", default=list(DESCRIPTIONS), metavar="NAME",
+                         help="methods in the order of the report (default: %(default)s)")
+    methods.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="NATS",
+                         help="largest |Δ loss| at a logged step that still counts as aligned (default: %(default)g)")
+    add_output_arguments(methods, "log/methods_report.md", "")
 
     trace = commands.add_parser(
         "trace",
@@ -132,11 +149,24 @@ def trace_main(parser, args):
     return 1 if problems else 0
 
 
+def methods_main(args):
+    out_html = args.out_html or args.out_md.with_suffix(".html")
+    _, deltas = build_methods_report(args.runs, args.methods, args.out_md, out_html, args.figures, args.tolerance,
+                                     args.figure_prefix)
+    for row in deltas.to_dict("records"):
+        print(f"{row['method']}: {row['verdict']}, max |Δ loss| {row['max |Δ loss|']:.2e}, "
+              f"identical beam outputs {row['identical beam outputs']}")
+    print(f"report: {args.out_md}, {out_html}; figure in {args.figures}/")
+    return 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "trace":
         return trace_main(parser, args)
+    if args.command == "methods":
+        return methods_main(args)
     if args.command == "report":
         datasets = grouped_inputs(parser, args)
     else:
