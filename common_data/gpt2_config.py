@@ -76,15 +76,16 @@ ADAPTER_TARGETS = {
     "c_fc": ("mlp.c_fc", 0, 1),
     "mlp_proj": ("mlp.c_proj", 0, 1),
 }
-ADAPTERS = ("lora", "jelly", "dora", "pissa", "bitfit")
+ADAPTERS = ("lora", "jelly", "dora", "pissa", "adalora", "bitfit")
 JELLY_MODES = ("parallel", "sequential", "seq2par")
 
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """LoRA, JELLY, DoRA or PiSSA on the target slices of every block; lora_dim 0 means full fine-tuning.
+    """LoRA, JELLY, DoRA, PiSSA or AdaLoRA on the target slices of every block; lora_dim 0 means full fine-tuning.
 
-    DoRA and PiSSA are LoRA (parallel) with peft's definitions (common_data/adapter_math). BitFit trains the
+    DoRA, PiSSA and AdaLoRA are LoRA (parallel) with peft's definitions (common_data/adapter_math); AdaLoRA's
+    lora_dim is its initial rank init_r and its scale alpha / (init_r + 1e-5), as peft's. BitFit trains the
     biases (Conv1D and LayerNorm) and has no adapter layers: its lora_dim is 0.
     use_rslora: scale alpha / sqrt(r) instead of alpha / r (rsLoRA, peft's use_rslora).
     """
@@ -111,14 +112,19 @@ class AdapterConfig:
         if self.lora_dim < 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"AdapterConfig: need lora_dim >= 0 and 0 <= lora_dropout < 1, got "
                              f"{self.lora_dim} and {self.lora_dropout}")
-        if self.adapter in ("dora", "pissa") and not self.lora_dim:
+        if self.adapter in ("dora", "pissa", "adalora") and not self.lora_dim:
             raise ValueError(f"AdapterConfig: {self.adapter} needs lora_dim > 0")
+        if self.adapter == "adalora" and self.use_rslora:
+            raise ValueError("AdapterConfig: adalora scales by alpha / init_r as peft's AdaLoRA, not by rsLoRA's")
         if self.adapter == "bitfit" and self.lora_dim:
             raise ValueError(f"AdapterConfig: bitfit trains the biases and has no rank: lora_dim must be 0, "
                              f"got {self.lora_dim}")
 
     @property
     def scale(self):
+        if self.adapter == "adalora":
+            # peft: lora_alpha / (ranknum + 1e-5), ranknum = init_r
+            return self.lora_alpha / (self.lora_dim + 1e-5)
         return self.lora_alpha / (math.sqrt(self.lora_dim) if self.use_rslora else self.lora_dim)
 
     def trains(self, name):
@@ -219,6 +225,11 @@ def adapter_tensor_names(block, adapted):
 def magnitude_tensor_name(block, adapted):
     """Checkpoint name of DoRA's magnitude vector [d_out] of one adapted slice in block `block`."""
     return f"h.{block}.{adapted.layer}.lora_magnitude.{adapted.target}"
+
+
+def singular_values_tensor_name(block, adapted):
+    """Checkpoint name of AdaLoRA's Λ [r, 1] (peft's lora_E) of one adapted slice in block `block`."""
+    return f"h.{block}.{adapted.layer}.lora_E.{adapted.target}"
 
 
 def adapter_shapes(adapted, lora_dim, mode):

@@ -10,7 +10,7 @@ import numpy as np
 
 from common_data.adapter_math import dora, pissa
 from common_data.gpt2_config import (adapted_slices, adapter_shapes, adapter_tensor_names, base_param_shapes,
-                                     magnitude_tensor_name)
+                                     magnitude_tensor_name, singular_values_tensor_name)
 
 
 def _generator(seed, name):
@@ -53,7 +53,7 @@ def start_arrays(config, adapter_config, seed, base=None):
     LoRA, JELLY, DoRA: A as loralib initialises it (kaiming-uniform with a = sqrt(5), i.e. U(+-1/sqrt(fan_in))),
     B zero; the shape of A follows the adapter's initial mode (r x d_out for JELLY sequential and seq2par).
     DoRA adds its magnitudes ||W|| per output feature. PiSSA's A and B come from the SVD of W, and W becomes
-    the residual (common_data/adapter_math).
+    the residual (common_data/adapter_math). AdaLoRA, as peft: A and B normal(0, 0.02), Λ zero.
     """
     if base is None:
         base = init_base_params(config, seed) if adapter_config.adapter in ("dora", "pissa") else {}
@@ -69,6 +69,11 @@ def start_arrays(config, adapter_config, seed, base=None):
                 arrays[weight_name][:, adapted.start:adapted.stop] = residual
                 continue
             shape_a, shape_b = adapter_shapes(adapted, adapter_config.lora_dim, adapter_config.initial_mode)
+            if adapter_config.adapter == "adalora":
+                arrays[name_a] = _normal(seed, name_a, shape_a, 0.02)
+                arrays[name_b] = _normal(seed, name_b, shape_b, 0.02)
+                arrays[singular_values_tensor_name(i, adapted)] = np.zeros((adapter_config.lora_dim, 1), np.float32)
+                continue
             bound = np.float32(1.0 / math.sqrt(shape_a[1]))
             uniform = _generator(seed, name_a).random(shape_a, dtype=np.float32)
             arrays[name_a] = (uniform * 2 - 1) * bound

@@ -5,12 +5,13 @@ In Conv1D layout the layer computes x Wc + b with Wc = W^T ([d_in, d_out]). For 
 - sequential:       h = W x + s B A (W x)      ->  Wc' = Wc + s Wc A^T B^T   (W' = (I + s B A) W)
 The bias is untouched in both modes: the sequential adapter sees W x, not W x + b.
 DoRA folds in as m (W + s B A) / ||W + s B A||; a saved PiSSA adapter is rank-2r plain LoRA on the original
-base (common_data/adapter_math).
+base (common_data/adapter_math); AdaLoRA folds in as LoRA with A diag(Λ) for A, as peft merges it.
 """
 import numpy as np
 
 from common_data.adapter_math import dora
-from common_data.gpt2_config import adapted_slices, adapter_shapes, adapter_tensor_names, magnitude_tensor_name
+from common_data.gpt2_config import (adapted_slices, adapter_shapes, adapter_tensor_names, magnitude_tensor_name,
+                                     singular_values_tensor_name)
 
 
 def merged_weight(weight, lora_a, lora_b, scale, mode):
@@ -37,6 +38,8 @@ def merge_adapter_arrays(base, adapters, config, adapter_config, mode):
             shapes = adapter_shapes(adapted, rank, mode)
             if adapter_config.adapter == "dora":
                 names, shapes = (*names, magnitude_tensor_name(block, adapted)), (*shapes, (adapted.d_out,))
+            if adapter_config.adapter == "adalora":
+                names, shapes = (*names, singular_values_tensor_name(block, adapted)), (*shapes, (rank, 1))
             for name, shape in zip(names, shapes):
                 if name not in adapters:
                     raise ValueError(f"adapter tensor {name} is missing")
@@ -48,6 +51,8 @@ def merge_adapter_arrays(base, adapters, config, adapter_config, mode):
             weight = merged[weight_name].copy()
             columns = slice(adapted.start, adapted.stop)
             low_rank = [adapters[name] for name in names[:2]]
+            if adapter_config.adapter == "adalora":
+                low_rank[0] = low_rank[0] * adapters[names[2]]
             if adapter_config.adapter == "dora":
                 weight[:, columns] = dora.merged_weight(weight[:, columns], *low_rank, adapters[names[2]],
                                                         adapter_config.scale)

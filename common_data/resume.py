@@ -13,9 +13,12 @@ from common_data.checkpoint import (checkpoint_steps, load_tensors, model_checkp
 # Arguments a resumed run must share with the run it continues.
 RESUME_KEYS = ("train_data", "train_batch_size", "seq_len", "model_card",
                "init_checkpoint", "lora_dim", "lora_alpha", "adapter", "jelly_mode", "lora_targets",
-               "use_rslora", "loraplus_lr_ratio", "random_seed", "grad_acc", "label_smooth", "dropout_rng")
+               "use_rslora", "loraplus_lr_ratio", "random_seed", "grad_acc", "label_smooth", "dropout_rng",
+               "target_r", "tinit", "tfinal", "deltaT", "adalora_beta1", "adalora_beta2", "orth_reg_weight")
 # The values of keys added to RESUME_KEYS later, in the checkpoints written before them.
-EARLIER_DEFAULTS = {"dropout_rng": "framework", "use_rslora": False, "loraplus_lr_ratio": None}
+EARLIER_DEFAULTS = {"dropout_rng": "framework", "use_rslora": False, "loraplus_lr_ratio": None, "target_r": 8,
+                    "tinit": 0, "tfinal": 0, "deltaT": 1, "adalora_beta1": 0.85, "adalora_beta2": 0.85,
+                    "orth_reg_weight": 0.5}
 
 
 @dataclasses.dataclass
@@ -52,7 +55,7 @@ class Progress:
 
 def save_trainer_state(work_dir, step, arrays, progress, optimizer_steps, args, **extra):
     """Write trainer.{step}.safetensors: arrays (optimizer moments 'exp_avg.NAME' / 'exp_avg_sq.NAME', RNG
-    states 'rng.KIND.RANK'), with the progress, the optimizer's step count per parameter, the arguments and
+    states 'rng.KIND.RANK', AdaLoRA's allocator 'adalora.*'), with the progress, the optimizer's step count per parameter, the arguments and
     `extra` (e.g. the loss scaler's state) as metadata."""
     metadata = {"progress": progress.to_dict(), "optimizer_steps": optimizer_steps, "args": vars(args), **extra}
     save_tensors(trainer_checkpoint_path(work_dir, step), arrays, metadata)

@@ -8,6 +8,8 @@ JELLY seq2par starts sequential and switches to parallel with A <- A W_s, which 
 Dropout acts on the adapter input (x, or W x in sequential mode).
 DoRA (peft's use_dora) rescales each adapted output feature of W x + s B A x by m / ||W + s B A||, the norm
 detached; PiSSA is parallel LoRA on a residual base (both start from common_data/adapter_math's numbers).
+AdaLoRA (peft's AdaLoraConfig) is parallel LoRA with A diag(Λ) for A (Λ = lora_E, [r, 1]); its RankAllocator
+masks Λ to the budget of common_data/adapter_math/adalora.py.
 Parameters change in place with Var.update, which keeps each Var and whether it trains (under jt.no_grad
 an update would freeze it).
 """
@@ -15,6 +17,7 @@ import jittor as jt
 import numpy as np
 from jittor import nn
 
+from common_data.adapter_math import adalora
 from common_data.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
 from common_data.merge import merged_weight
 
@@ -40,6 +43,10 @@ class AdaptedConv1D(nn.Module):
         if adapter_config.adapter == "dora":
             for adapted in slices:
                 self.lora_magnitude[adapted.target] = jt.zeros((adapted.d_out,))
+        self.lora_E = nn.ParameterDict()
+        if adapter_config.adapter == "adalora":
+            for adapted in slices:
+                self.lora_E[adapted.target] = jt.zeros((adapter_config.lora_dim, 1))
         # Jittor's Dropout starts in eval mode; a torch module starts in training mode
         self.lora_dropout = nn.Dropout(adapter_config.lora_dropout, is_train=True)
 
@@ -61,7 +68,7 @@ class AdaptedConv1D(nn.Module):
         for target, (start, stop) in self.slices.items():
             if start > column:
                 factors.append(base.new_ones((start - column,)))
-            weight = self.weight[:, start:stop] + self.scale * (self.lora_A[target].t() @ self.lora_B[target].t())
+            weight = self.weight[:, start:stop] + self.scale * (self.down_projection(target).t() @ self.lora_B[target].t())
             factors.append(self.lora_magnitude[target] / weight.detach().norm(dim=0))
             column = stop
         if column < self.weight.shape[1]:
@@ -79,11 +86,17 @@ class AdaptedConv1D(nn.Module):
             if start > column:
                 pieces.append(adapter_input.new_zeros((*adapter_input.shape[:-1], start - column)))
             slice_input = adapter_input[..., start:stop] if self.mode == "sequential" else adapter_input
-            pieces.append(slice_input @ self.lora_A[target].t() @ self.lora_B[target].t())
+            pieces.append(slice_input @ self.down_projection(target).t() @ self.lora_B[target].t())
             column = stop
         if column < self.weight.shape[1]:
             pieces.append(adapter_input.new_zeros((*adapter_input.shape[:-1], self.weight.shape[1] - column)))
         return jt.concat(pieces, dim=-1)
+
+    def down_projection(self, target):
+        """A, or AdaLoRA's A diag(Λ) (peft's lora_A * lora_E)."""
+        if self.lora_E:
+            return self.lora_A[target] * self.lora_E[target]
+        return self.lora_A[target]
 
     def merge(self):
         """Fold the adapters into the weight with common_data.merge's numpy formulas, in float64 (Jittor's CPU
@@ -112,8 +125,8 @@ class AdaptedConv1D(nn.Module):
         self.merged = False
 
     def slice_arrays(self, target, start, stop):
-        """numpy copies of the weight's columns [start, stop) and of that slice's A and B."""
-        return self.weight[:, start:stop].numpy(), self.lora_A[target].numpy(), self.lora_B[target].numpy()
+        """numpy copies of the weight's columns [start, stop) and of that slice's A (down_projection) and B."""
+        return self.weight[:, start:stop].numpy(), self.down_projection(target).numpy(), self.lora_B[target].numpy()
 
     def set_columns(self, start, stop, values):
         """weight[:, start:stop] = values (numpy), in place."""
@@ -185,3 +198,76 @@ def switch_to_parallel(model):
     if adapter_mode(model) != "sequential":
         raise RuntimeError(f"switch_to_parallel needs sequential JELLY adapters, the model is {adapter_mode(model)}")
     return [param for layer in adapted_layers(model) for param in layer.switch_to_parallel()]
+
+
+def orthogonal_regularisation(model):
+    """AdaLoRA's regulariser as peft adds it to the loss: the mean over every A and B of ||A A^T - I||_F and
+    ||B^T B - I||_F."""
+    terms = []
+    for layer in adapted_layers(model):
+        for target in layer.slices:
+            lora_a, lora_b = layer.lora_A[target], layer.lora_B[target]
+            for gram in (lora_a @ lora_a.t(), lora_b.t() @ lora_b):
+                eye = jt.init.eye(gram.shape[0], dtype=gram.dtype)
+                terms.append((gram - eye).pow(2).sum().sqrt())
+    return sum(terms) / len(terms)
+
+
+class RankAllocator:
+    """peft's AdaLoRA RankAllocator on a model's triplets (A, Λ, B): the smoothed sensitivity and uncertainty of
+    every entry, and Λ masked to common_data/adapter_math/adalora.py's budget.
+
+    update_and_allocate(step, gradients) runs after the optimizer update of each step (1-based), with that step's
+    gradients {name: gradient}. The state (scores and masks, as 'adalora.*' arrays) goes into trainer.N.
+    """
+
+    def __init__(self, model, config):
+        self.params = {name: param for name, param in model.named_parameters() if ".lora_" in name}
+        self.triplets = {name: tuple(name.replace(".lora_E.", kind) for kind in (".lora_A.", ".lora_E.", ".lora_B."))
+                         for name in self.params if ".lora_E." in name}
+        self.budget = adalora.Budget(config, model.adapter.lora_dim, self.triplets)
+        self.sensitivity, self.uncertainty = {}, {}
+
+    def update_and_allocate(self, step, gradients):
+        """Returns the budget masked to at this step, or None."""
+        config = self.budget.config
+        if self.budget.scores_due(step):
+            self.update_scores(gradients)
+        budget = self.budget.allocation_due(step)
+        if budget is not None:
+            self.budget.allocate(self.scores(), budget)
+        if step == config.final_step:
+            self.sensitivity, self.uncertainty = {}, {}
+        if budget is not None or step > config.final_step:
+            for name, mask in self.budget.masks.items():
+                self.params[name].update(self.params[name] * jt.array(mask[:, None].astype(np.float32)))
+        return budget
+
+    def update_scores(self, gradients):
+        beta1, beta2 = self.budget.config.beta1, self.budget.config.beta2
+        for name, param in self.params.items():
+            importance = (param * gradients[name]).abs()
+            sensitivity = self.sensitivity.get(name, jt.zeros_like(param))
+            uncertainty = self.uncertainty.get(name, jt.zeros_like(param))
+            self.sensitivity[name] = (beta1 * sensitivity + (1 - beta1) * importance).stop_grad()
+            self.uncertainty[name] = (beta2 * uncertainty + (1 - beta2) * (importance - self.sensitivity[name]).abs()
+                                      ).stop_grad()
+        # run the updates now: a lazy EMA would grow its graph step after step
+        jt.sync([*self.sensitivity.values(), *self.uncertainty.values()])
+
+    def scores(self):
+        return {name: tuple((self.sensitivity[part] * self.uncertainty[part]).numpy() for part in parts)
+                for name, parts in self.triplets.items()}
+
+    def state_arrays(self):
+        arrays = {f"adalora.mask.{name}": mask for name, mask in self.budget.masks.items()}
+        for kind, values in (("sensitivity", self.sensitivity), ("uncertainty", self.uncertainty)):
+            arrays.update({f"adalora.{kind}.{name}": value.numpy() for name, value in values.items()})
+        return arrays
+
+    def load_state_arrays(self, arrays):
+        self.budget.masks = {name: np.array(arrays[f"adalora.mask.{name}"]) for name in self.triplets}
+        for kind, values in (("sensitivity", self.sensitivity), ("uncertainty", self.uncertainty)):
+            values.clear()
+            values.update({name: jt.array(arrays[f"adalora.{kind}.{name}"]).cast(param.dtype).stop_grad()
+                           for name, param in self.params.items() if f"adalora.{kind}.{name}" in arrays})

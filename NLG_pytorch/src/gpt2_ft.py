@@ -29,6 +29,7 @@ from common_data import batching, runlog
 from common_data.checkpoint import (checkpoint_metadata, load_base_checkpoint, load_model_checkpoint,
                                     model_checkpoint_path, save_model_checkpoint)
 from common_data.cli.command import command, output_folder
+from common_data.adapter_math.adalora import AllocatorConfig
 from common_data.cli.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
@@ -60,6 +61,7 @@ class Trainer:
         self.switch_step = args.switch_step
         if args.switch_epoch is not None:
             self.switch_step = math.ceil(args.switch_epoch * self.batches_per_epoch)
+        self.allocator = self.rank_allocator()
         self.progress = Progress()
         self.last_saved_step = None
         self.metrics = None
@@ -82,6 +84,16 @@ class Trainer:
         self.wrapped = self.model
         self.optimizer = adamw_from_args(self.trainable(), args)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.fp16)
+
+    def rank_allocator(self):
+        """AdaLoRA's RankAllocator over the run's steps, or None."""
+        args = self.args
+        if args.adapter != "adalora":
+            return None
+        config = AllocatorConfig(target_r=args.target_r, tinit=args.tinit, tfinal=args.tfinal, delta_t=args.deltaT,
+                                 beta1=args.adalora_beta1, beta2=args.adalora_beta2,
+                                 orth_reg_weight=args.orth_reg_weight, total_step=self.max_step)
+        return adapters.RankAllocator(self.model, config)
 
     def load_data(self):
         args = self.args
@@ -127,6 +139,8 @@ class Trainer:
         self.optimizer.load_state_arrays(self.trainable(), arrays, metadata["optimizer_steps"])
         self.scaler.load_state_dict(metadata["scaler"])
         restore_rng_state(arrays, self.ranks)
+        if self.allocator is not None:
+            self.allocator.load_state_arrays(arrays)
         self.progress = Progress.from_dict(metadata["progress"])
         return step
 
@@ -142,6 +156,8 @@ class Trainer:
             save_model_checkpoint(self.args.work_dir, step, self.model.to_arrays(adapter_only=True),
                                   metadata)
             optimizer_arrays, optimizer_steps = self.optimizer.state_arrays(self.trainable())
+            if self.allocator is not None:
+                optimizer_arrays.update(self.allocator.state_arrays())
             save_trainer_state(self.args.work_dir, step, {**optimizer_arrays, **rng_arrays}, self.progress,
                                optimizer_steps, self.args, scaler=self.scaler.state_dict(), adapter_mode=mode,
                                world_size=self.ranks.world_size, max_step=self.max_step)
@@ -182,17 +198,39 @@ class Trainer:
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"the training loss is {loss} at step {self.progress.step + 1} "
                                     f"(epoch {self.progress.epoch}); stopping, the checkpoints written so far are kept")
+            if self.allocator is not None:
+                objective = objective + self.orthogonal_regularisation()
             self.scaler.scale(objective / self.args.grad_acc).backward()
         if update:
             # the update that ends step t runs at the rate the schedule gives after t - 1 steps
             self.optimizer.set_lr(self.lr_after(self.progress.step))
-            if self.args.clip > 0:
+            if self.args.clip > 0 or self.allocator is not None:
                 self.scaler.unscale_(self.optimizer)
+            if self.args.clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.trainable().values(), self.args.clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.allocator is not None:
+                self.allocate_ranks(self.progress.step + 1)
             self.optimizer.zero_grad(set_to_none=True)
         return loss, tokens
+
+    def orthogonal_regularisation(self):
+        """AdaLoRA's regulariser, weighted, as peft adds it to the loss (the logged loss is the LM loss)."""
+        return self.allocator.budget.config.orth_reg_weight * adapters.orthogonal_regularisation(self.model)
+
+    def gradients(self):
+        return {name: param.grad for name, param in self.trainable().items()}
+
+    def allocate_ranks(self, step):
+        """AdaLoRA: scores and masks after the update that ends `step`, from its gradients."""
+        budget = self.allocator.update_and_allocate(step, self.gradients())
+        if budget is not None:
+            ranks = self.allocator.budget.ranks()
+            self.event("rank_allocation", step=step, budget=budget, ranks=ranks)
+            if step == self.allocator.budget.config.final_step:
+                self.console(f"AdaLoRA ranks fixed at step {step}: {sum(ranks.values())} of "
+                             f"{self.allocator.budget.init_budget} triplets kept")
 
     def lr_after(self, step):
         args = self.args

@@ -71,12 +71,14 @@ def build_parser():
     model.add_argument("--init_checkpoint", default=None,
                        help="pretrained base weights (safetensors in the checkpoint layout, see model_process.py); "
                             "without it the base is randomly initialised from --random_seed")
-    model.add_argument("--lora_dim", type=int, default=0, help="adapter rank r (0 = full fine-tuning, no adapter)")
+    model.add_argument("--lora_dim", "--init_r", type=int, default=0,
+                       help="adapter rank r (0 = full fine-tuning, no adapter); AdaLoRA's initial rank, peft's init_r")
     model.add_argument("--lora_alpha", type=int, default=128, help="adapter alpha (scale = alpha / r)")
     model.add_argument("--lora_dropout", type=float, default=0.0, help="dropout probability on the adapter input")
     model.add_argument("--adapter", default="lora", choices=ADAPTERS,
                        help="adapter kind: lora, jelly, dora and pissa (as peft's use_dora and init_lora_weights='pissa'), "
-                            "bitfit (the biases train, with --lora_dim 0)")
+                            "adalora (as peft's AdaLoraConfig, total_step = the run's last step), bitfit (the biases "
+                            "train, with --lora_dim 0)")
     model.add_argument("--use_rslora", action="store_true", help="rsLoRA: scale = alpha / sqrt(r)")
     model.add_argument("--lora_targets", type=comma_list, default="q,v",
                        help=f"comma-separated layers to adapt, from {', '.join(ADAPTER_TARGETS)}")
@@ -86,6 +88,18 @@ def build_parser():
     model.add_argument("--switch_epoch", type=float, default=None,
                        help="seq2par: switch to parallel after this many epochs (fractions allowed)")
     model.add_argument("--switch_step", type=int, default=None, help="seq2par: switch to parallel after this step")
+
+    adalora = parser.add_argument_group("AdaLoRA's rank allocator (--adapter adalora; peft's AdaLoraConfig fields)")
+    adalora.add_argument("--target_r", type=int, default=8, help="average rank per adapted slice at the end")
+    adalora.add_argument("--tinit", type=int, default=0, help="steps at the initial rank before the budget falls")
+    adalora.add_argument("--tfinal", type=int, default=0, help="last steps at the final ranks (mask fixed)")
+    adalora.add_argument("--deltaT", type=int, default=1, help="steps between two rank allocations")
+    adalora.add_argument("--adalora_beta1", type=float, default=0.85,
+                         help="EMA factor of the sensitivity |p * grad| (peft's beta1)")
+    adalora.add_argument("--adalora_beta2", type=float, default=0.85,
+                         help="EMA factor of the uncertainty of the sensitivity (peft's beta2)")
+    adalora.add_argument("--orth_reg_weight", type=float, default=0.5,
+                         help="weight of the orthogonal regulariser of A and B added to the training objective")
 
     optim = parser.add_argument_group("optimizer and schedule (microsoft/LoRA optimizer.py)")
     add_optimizer_arguments(optim)
@@ -139,10 +153,14 @@ def check_args(parser, args):
         parser.error(f"--lora_targets: unknown {unknown}, choose from {', '.join(ADAPTER_TARGETS)}")
     if "c_attn" in args.lora_targets and {"q", "k", "v"} & set(args.lora_targets):
         parser.error("--lora_targets: c_attn covers q, k and v; give it without them")
-    if args.adapter in ("dora", "pissa") and not args.lora_dim:
+    if args.adapter in ("dora", "pissa", "adalora") and not args.lora_dim:
         parser.error(f"--adapter {args.adapter} needs --lora_dim > 0")
     if args.adapter == "bitfit" and args.lora_dim:
         parser.error("--adapter bitfit trains the biases: give --lora_dim 0")
+    if args.adapter == "adalora" and args.use_rslora:
+        parser.error("--adapter adalora scales by alpha / init_r, as peft's AdaLoRA: drop --use_rslora")
+    if args.adapter == "adalora" and not 0 <= args.target_r < args.lora_dim:
+        parser.error(f"--target_r {args.target_r} must lie in [0, --lora_dim {args.lora_dim})")
     if args.loraplus_lr_ratio is not None and args.loraplus_lr_ratio <= 0:
         parser.error(f"--loraplus_lr_ratio must be positive, got {args.loraplus_lr_ratio}")
     switching = args.switch_epoch is not None or args.switch_step is not None
