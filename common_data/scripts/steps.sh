@@ -20,7 +20,7 @@
 #                  paper's recipes/lora_paper/<dataset>_gpt2_md.yaml. Every option below that is set wins over it; the
 #                  data, the base weights and the run folder are the pipeline's (see data, INIT_CHECKPOINT).
 #   DATASET        e2e | webnlg | dart                                   (e2e)
-#   ADAPTER        lora | jelly | dora | pissa | bitfit             (the recipe's, else lora)
+#   ADAPTER        lora | jelly | dora | pissa | adalora | bitfit   (the recipe's, else lora)
 #   JELLY_MODE     parallel | sequential | seq2par                        (seq2par)
 #   SWITCH_STEP / SWITCH_EPOCH   seq2par switch; default: half of MAX_STEP, or epoch 1 with MAX_EPOCH
 #   RUN_DIR        the run folder                                        (runs/<framework>_<dataset>_<adapter>)
@@ -105,8 +105,8 @@ set_defaults() {
   local eval_interval_given=${EVAL_INTERVAL:-}
   : "${DATASET:=e2e}" "${JELLY_MODE:=seq2par}"
   case "$DATASET" in e2e|webnlg|dart) ;; *) die "DATASET must be e2e, webnlg or dart, not '$DATASET'" ;; esac
-  case "${ADAPTER:-lora}" in lora|jelly|dora|pissa|bitfit) ;;
-    *) die "ADAPTER must be lora, jelly, dora, pissa or bitfit, not '$ADAPTER'" ;;
+  case "${ADAPTER:-lora}" in lora|jelly|dora|pissa|adalora|bitfit) ;;
+    *) die "ADAPTER must be lora, jelly, dora, pissa, adalora or bitfit, not '$ADAPTER'" ;;
   esac
   if [ -n "${INIT_CHECKPOINT:-}" ]; then
     : "${RECIPE:=recipes/lora_paper/${DATASET}_gpt2_md.yaml}"

@@ -10,6 +10,7 @@ RECIPES = sorted((REPO_ROOT / "recipes").rglob("*.yaml"))
 DATASETS = ("e2e", "webnlg", "dart")
 # the comparison methods on the embedded E2E default: what each recipe changes in recipes/embedded/e2e.yaml
 METHODS = {"bitfit": {"adapter": "bitfit", "lora_dim": 0}, "dora": {"adapter": "dora"}, "pissa": {"adapter": "pissa"},
+           "adalora": {"adapter": "adalora", "lora_dim": 12, "target_r": 8, "tinit": 30, "tfinal": 60, "deltaT": 10},
            "rslora": {"use_rslora": True},
            "loraplus": {"loraplus_lr_ratio": 16.0}}
 # Hu et al. 2021, Table 11 (GPT-2 L uses GPT-2 M's), with microsoft/LoRA's commands for the flags it does not list

@@ -42,6 +42,8 @@ RUNS = {
              ["--adapter", "dora", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets", "c_attn,mlp_proj"]),
     "pissa": (AdapterConfig(adapter="pissa", lora_dim=4, lora_alpha=32, targets=("q", "v", "c_fc")),
               ["--adapter", "pissa", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets", "q,v,c_fc"]),
+    "adalora": (AdapterConfig(adapter="adalora", lora_dim=4, lora_alpha=32, targets=("c_attn", "c_fc")),
+                ["--adapter", "adalora", "--lora_dim", "4", "--lora_alpha", "32", "--lora_targets", "c_attn,c_fc"]),
 }
 
 

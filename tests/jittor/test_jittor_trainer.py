@@ -218,7 +218,15 @@ METHOD_RUNS = {
                                     "--lora_alpha", "32", "--use_rslora", "--loraplus_lr_ratio", "4"],
     "pissa": ["--adapter", "pissa", "--lora_targets", "q,v,c_fc", "--lora_dim", "4", "--lora_alpha", "32"],
     "bitfit": ["--adapter", "bitfit"],
+    # rank allocations at steps 4, 6, 8 and the final one at 9, on both sides of the resumed step
+    "adalora": ["--adapter", "adalora", "--lora_targets", "c_attn,c_fc", "--init_r", "4", "--target_r", "2",
+                "--tinit", "2", "--tfinal", "3", "--deltaT", "2", "--lora_alpha", "32"],
 }
+
+
+def allocations(work_dir):
+    """AdaLoRA's rank allocations (step, budget, kept ranks per triplet) as the trainer logged them."""
+    return [(event["step"], event["budget"], event["ranks"]) for event in events(work_dir, "rank_allocation")]
 
 
 def method_flags(data, work_dir, run):
@@ -235,6 +243,8 @@ def test_each_method_trains_as_in_torch_and_resumes_from_its_checkpoints(e2e_enc
     losses = {folder: np.array(field(folder, "train", "loss")) for folder in (torch_dir, jittor_dir)}
     assert len(losses[jittor_dir]) == METHOD_STEPS
     assert np.abs(losses[jittor_dir] - losses[torch_dir]).max() <= 1e-4
+    assert allocations(jittor_dir) == allocations(torch_dir)
+    assert [step for step, _, _ in allocations(torch_dir)] == ([4, 6, 8, 9] if run == "adalora" else [])
     for step in (METHOD_RESUME_STEP, METHOD_STEPS):
         torch_arrays, torch_metadata = load_model_checkpoint(torch_dir / f"model.{step}.safetensors")
         jittor_arrays, jittor_metadata = load_model_checkpoint(jittor_dir / f"model.{step}.safetensors")
@@ -246,6 +256,7 @@ def test_each_method_trains_as_in_torch_and_resumes_from_its_checkpoints(e2e_enc
         resumed_losses = np.array(field(resumed, "train", "loss")[METHOD_RESUME_STEP:])
         assert len(resumed_losses) == METHOD_STEPS - METHOD_RESUME_STEP
         assert np.abs(resumed_losses - losses[reference][METHOD_RESUME_STEP:]).max() <= 1e-4
+        assert allocations(resumed) == allocations(reference)
 
 
 def test_the_jittor_trainer_runs_without_torch(e2e_encoded, tmp_path):

@@ -131,13 +131,21 @@ class SimulatedCrash(Exception):
     pass
 
 
-@pytest.mark.parametrize("dropout_rng", ["framework", "shared"])
+RESUMED_RUNS = {
+    "jelly": ["--adapter", "jelly", "--switch_step", "5", "--lora_dim", "4", "--lora_alpha", "32"],
+    # rank allocations at steps 4, 6, 8 and the final one at 9, kept to step 12
+    "adalora": ["--adapter", "adalora", "--lora_targets", "c_attn", "--init_r", "4", "--target_r", "2", "--tinit", "2",
+                "--tfinal", "3", "--deltaT", "2", "--lora_alpha", "32"],
+}
+
+
+@pytest.mark.parametrize("run, dropout_rng", [("jelly", "framework"), ("jelly", "shared"), ("adalora", "framework")])
 def test_an_interrupted_and_resumed_run_repeats_the_uninterrupted_one(e2e_encoded, tmp_path, monkeypatch, capsys,
-                                                                      dropout_rng):
+                                                                      run, dropout_rng):
     # JELLY switching before the checkpoint and adapter dropout: resume must restore mode, moments and RNG (shared
-    # masks need no RNG state: they are keyed by the step)
-    flags = ["--adapter", "jelly", "--switch_step", "5", "--lora_dim", "4", "--lora_alpha", "32",
-             "--lora_dropout", "0.1", "--lr", "0.001", "--warmup_step", "3", "--max_step", "12",
+    # masks need no RNG state: they are keyed by the step); AdaLoRA allocating ranks on both sides of it: resume
+    # must restore the allocator's scores and masks
+    flags = [*RESUMED_RUNS[run], "--lora_dropout", "0.1", "--lr", "0.001", "--warmup_step", "3", "--max_step", "12",
              "--save_interval", "6", "--log_interval", "4", "--eval_interval", "6", "--dropout_rng", dropout_rng]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert train(e2e_encoded, whole, *flags) == 0
@@ -162,6 +170,12 @@ def test_an_interrupted_and_resumed_run_repeats_the_uninterrupted_one(e2e_encode
         return [(e["step"], e["epoch"], e["loss"], e["avg_loss"], e["lr"]) for e in events(folder, "train")]
 
     assert logged(parts) == logged(whole)
+
+    def allocated(folder):
+        return [(e["step"], e["budget"], e["ranks"]) for e in events(folder, "rank_allocation")]
+
+    assert allocated(parts) == allocated(whole)
+    assert [step for step, _, _ in allocated(whole)] == ([4, 6, 8, 9] if run == "adalora" else [])
     def evaluated(folder):
         return [(e["step"], e["valid_loss"], e["best_ppl"]) for e in events(folder, "eval")]
 
