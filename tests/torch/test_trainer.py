@@ -8,15 +8,20 @@ from common_data.checkpoint import load_model_checkpoint, load_tensors
 from common_data.resume import newest_resumable_step
 from common_data.runlog import AdapterLine, EvalLine, TrainLine, parse_line, read_metrics
 from common_data.schedule import learning_rate
+from common_data.cli.ft_args import parse_args
 from NLG_pytorch.src import gpt2_ft
+from NLG_pytorch.src.distributed import init_ranks
+
+
+def ft_argv(data, work_dir, *flags):
+    return ["--train_data", str(data["train"]), "--valid_data", str(data["valid"]), "--model_card", "gpt2.tiny",
+            "--work_dir", str(work_dir), "--train_batch_size", "8", "--valid_batch_size", "8", "--random_seed", "3",
+            "--correct_bias", "--adam_beta2", "0.999", "--log_interval", "1", "--eval_interval", "1000", *flags]
 
 
 def train(data, work_dir, *flags):
     """Run gpt2_ft.main in this process; returns its exit status."""
-    return gpt2_ft.main([
-        "--train_data", str(data["train"]), "--valid_data", str(data["valid"]), "--model_card", "gpt2.tiny",
-        "--work_dir", str(work_dir), "--train_batch_size", "8", "--valid_batch_size", "8", "--random_seed", "3",
-        "--correct_bias", "--adam_beta2", "0.999", "--log_interval", "1", "--eval_interval", "1000", *flags])
+    return gpt2_ft.main(ft_argv(data, work_dir, *flags))
 
 
 def events(work_dir, kind):
@@ -185,6 +190,29 @@ def test_an_interrupted_and_resumed_run_repeats_the_uninterrupted_one(e2e_encode
     assert all(np.array_equal(final_parts[name], final_whole[name]) for name in final_whole)
     run = json.loads((parts / "run.json").read_text())
     assert run["resumed_from_step"] == 6 and len(run["previous_runs"]) == 1
+
+
+def test_adalora_resumes_its_allocator_from_the_trainer_checkpoint(e2e_encoded, tmp_path):
+    # the masks rarely change when the scores restart (masked triplets keep scoring low): check the state itself
+    flags = [*RESUMED_RUNS["adalora"], "--lr", "0.001", "--max_step", "12", "--save_interval", "6"]
+    assert train(e2e_encoded, tmp_path, *flags) == 0
+    arrays, _ = load_tensors(tmp_path / "trainer.6.safetensors")
+    for path in tmp_path.glob("*.12.*"):
+        path.unlink()
+    ranks = init_ranks()
+    try:
+        trainer = gpt2_ft.Trainer(parse_args(ft_argv(e2e_encoded, tmp_path, *flags, "--resume")), ranks)
+        assert trainer.resume() == 6
+    finally:
+        ranks.close()
+    allocator = trainer.allocator
+    adapter_tensors = {name for name in trainer.model.state_dict() if ".lora_" in name}
+    for kind, values in (("sensitivity", allocator.sensitivity), ("uncertainty", allocator.uncertainty)):
+        assert set(values) == adapter_tensors
+        for name, value in values.items():
+            assert value.abs().sum() > 0 and np.array_equal(value.numpy(), arrays[f"adalora.{kind}.{name}"])
+    (allocated,) = [event["ranks"] for event in events(tmp_path, "rank_allocation") if event["step"] == 6]
+    assert allocator.budget.ranks() == allocated and sum(allocated.values()) < 16
 
 
 def test_resume_refuses_a_work_dir_of_another_configuration(e2e_encoded, tmp_path, capsys):
