@@ -47,8 +47,8 @@ class Sizes:
     time_scale: float = 1.0  # times STAGE_LIMITS: a CPU starts processes and compiles Jittor's kernels slowly
 
 
-DRY_RUN = Sizes(model_card="gpt2.tiny", align_model_card="gpt2.tiny", seq_len=128, warmup_steps=1, steps=2,
-                align_steps=2, contexts=2, beam=2, eval_len=8, time_scale=4.0,
+DRY_RUN = Sizes(model_card="gpt2.tiny", align_model_card="gpt2.tiny", batch_size=2, seq_len=64, warmup_steps=1,
+                steps=2, align_steps=2, contexts=2, beam=2, eval_len=8, time_scale=4.0,
                 # bf16 matmuls crawl on a CPU without bf16 instructions: the dry run keeps the path, not the cost
                 bf16_impls="ours-torch")
 # seconds each stage may take at most (the whole check must end within the device's 8 minutes)

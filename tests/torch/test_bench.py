@@ -62,7 +62,7 @@ def test_bench_writes_records_with_agreeing_losses(spec, tmp_path):
     out, figure = tmp_path / "bench.json", tmp_path / "bench.png"
     status = bench_main(["--tasks", "train", "--impls", "ours-torch,padded512,hf-peft", "--model_card", "gpt2.tiny",
                          "--no-bf16", "--train_data", spec.train_data, "--valid_data", spec.valid_data,
-                         "--seq_len", "128", "--warmup_steps", "1", "--steps", "2", "--repeats", "1",
+                         "--batch_size", "2", "--seq_len", "64", "--warmup_steps", "1", "--steps", "2", "--repeats", "1",
                          "--seed", "4", "--out", str(out), "--figure", str(figure)])
     assert status == 0
     records = json.loads(out.read_text())

@@ -33,22 +33,22 @@ def console_records(text):
 
 
 def test_full_fine_tuning_lowers_the_loss_clearly(e2e_encoded, tmp_path):
-    # 200 steps of a randomly initialised gpt2.tiny: the loss starts near ln(50257) = 10.8
-    assert train(e2e_encoded, tmp_path, "--lora_dim", "0", "--train_batch_size", "4", "--lr", "0.002",
-                 "--warmup_step", "20", "--max_step", "200", "--log_interval", "20", "--save_interval", "200",
-                 "--eval_interval", "200") == 0
+    # 80 steps of a randomly initialised gpt2.tiny: the loss starts near ln(50257) = 10.8
+    assert train(e2e_encoded, tmp_path, "--lora_dim", "0", "--train_batch_size", "4", "--lr", "0.004",
+                 "--warmup_step", "10", "--max_step", "80", "--log_interval", "10", "--save_interval", "80",
+                 "--eval_interval", "80") == 0
     averages = [event["avg_loss"] for event in events(tmp_path, "train")]
-    assert len(averages) == 10
+    assert len(averages) == 8
     assert averages[0] > 8.0
-    assert averages[-1] < 4.5 and max(averages[5:]) < min(averages[:5])
+    assert averages[-1] < 5.5 and max(averages[2:]) < min(averages[:2])
     (evaluation,) = events(tmp_path, "eval")
-    assert evaluation["valid_loss"] < 4.5
+    assert evaluation["valid_loss"] < 6.0
 
-    arrays, metadata = load_model_checkpoint(tmp_path / "model.200.safetensors")
+    arrays, metadata = load_model_checkpoint(tmp_path / "model.80.safetensors")
     assert "wte.weight" in arrays and "h.3.mlp.c_fc.weight" in arrays
-    assert (metadata["step"], metadata["adapter_mode"]) == (200, "full")
+    assert (metadata["step"], metadata["adapter_mode"]) == (80, "full")
     run = json.loads((tmp_path / "run.json").read_text())
-    assert (run["status"], run["final_step"], run["args"]["lora_dim"]) == ("finished", 200, 0)
+    assert (run["status"], run["final_step"], run["args"]["lora_dim"]) == ("finished", 80, 0)
     assert run["trainable_parameters"] == sum(array.size for array in arrays.values())
     assert {"setup", "train", "eval", "save"} <= set(run["phases_s"])
     assert run["framework"]["name"] == "torch" and run["peak_memory"]["bytes"] > 0
