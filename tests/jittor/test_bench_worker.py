@@ -5,7 +5,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 
-from bench import workload
+from bench import jittor_profile, workload
 from common_data.encoding import encode_rows, load_tokenizer
 from common_data.jsonl import read_jsonl, write_jsonl
 
@@ -39,3 +39,18 @@ def test_worker_writes_a_decoding_measurement(shared, tmp_path):
     assert (measurement["task"], measurement["impl"]) == ("decode", "ours-jittor")
     assert measurement["counts"]["sentences"] == 3
     assert 3 <= measurement["counts"]["generated_tokens"] <= 3 * spec.eval_len
+
+
+def test_the_profile_names_the_matmuls_of_a_training_step(shared, tmp_path, capsys):
+    rows = read_jsonl(shared / "datasets/e2e/train_sampled18_formatted.jsonl")[:16]
+    write_jsonl(tmp_path / "train.jsonl", encode_rows(rows, load_tokenizer(shared / "vocab")))
+    assert jittor_profile.main(["--steps", "1", "--batch_size", "2", "--seq_len", "64", "--top", "30",
+                                "--train_data", str(tmp_path / "train.jsonl")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    summary = next(index for index, line in enumerate(lines) if line.startswith("1 steps of gpt2.tiny, batch 2"))
+    kinds = lines[summary + 1:]
+    shares = [float(line.split("%")[0]) for line in kinds]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.05
+    # forward x W, backward dY x W^T and X^T x dY: the three forms of a linear layer's matmuls
+    assert {"mkl_matmul Trans_a:N Trans_b:N", "mkl_matmul Trans_a:N Trans_b:T",
+            "mkl_matmul Trans_a:T Trans_b:N"} <= {line.split("calls")[1].strip() for line in kinds}
