@@ -9,7 +9,8 @@ On the first batch of the first --rows examples of --data (encoded JSON lines, f
   loss             [1] float64, with targets, loss mask and --label_smooth
   grad.NAME        gradient of each trainable tensor (the adapters; every tensor with --lora_dim 0)
 With --steps N it then makes N optimizer updates (microsoft/LoRA's AdamW at the --scheduler rate over N
-steps) on the training batches of those rows (common_data.batching order from --random_seed), dropout off:
+steps) on the training batches of those rows (common_data.batching order from --random_seed), dropout off
+(AdaLoRA's allocator and regulariser are the trainer's, not the probe's):
   step_losses      [N] float64, the loss of each step before its update
   trained.NAME     the trainable tensors after the last update
   switch.logits_before, switch.logits_after   JELLY seq2par: logits of the first batch around --switch_step

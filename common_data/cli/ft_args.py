@@ -159,6 +159,9 @@ def check_args(parser, args):
         parser.error("--adapter bitfit trains the biases: give --lora_dim 0")
     if args.adapter == "adalora" and args.use_rslora:
         parser.error("--adapter adalora scales by alpha / init_r, as peft's AdaLoRA: drop --use_rslora")
+    if args.adapter == "adalora" and args.grad_acc > 1:
+        parser.error("--adapter adalora allocates ranks after every update, its schedule counting steps: "
+                     "give --grad_acc 1")
     if args.adapter == "adalora" and not 0 <= args.target_r < args.lora_dim:
         parser.error(f"--target_r {args.target_r} must lie in [0, --lora_dim {args.lora_dim})")
     if args.loraplus_lr_ratio is not None and args.loraplus_lr_ratio <= 0:

@@ -46,6 +46,9 @@ def test_defaults_are_microsoft_loras():
     (["--max_step", "5", "--fp16", "--bf16"], "not allowed with"),
     (["--max_step", "5", "--train_batch_size", "0"], "--train_batch_size must be at least 1"),
     (["--max_step", "5", "--model_card", "gpt2.tiny", "--seq_len", "1024"], "512 positions of gpt2.tiny"),
+    (["--max_step", "5", "--adapter", "adalora", "--init_r", "4", "--target_r", "4"], "--target_r 4 must lie in"),
+    (["--max_step", "5", "--adapter", "adalora", "--init_r", "4", "--target_r", "2", "--grad_acc", "2",
+      "--save_interval", "2"], "give --grad_acc 1"),
 ])
 def test_bad_combinations_stop_with_the_flag_named(extra, message, capsys):
     with pytest.raises(SystemExit) as stop:
