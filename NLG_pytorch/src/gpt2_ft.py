@@ -26,10 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from common_data import batching, runlog
+from common_data.adapter_math.adalora import AllocatorConfig
 from common_data.checkpoint import (checkpoint_metadata, load_base_checkpoint, load_model_checkpoint,
                                     model_checkpoint_path, save_model_checkpoint)
 from common_data.cli.command import command, output_folder
-from common_data.adapter_math.adalora import AllocatorConfig
 from common_data.cli.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
