@@ -18,6 +18,7 @@ from alignment.render import Image, Paragraph, Section, Table, number, write_htm
 from alignment.runs import read_run
 from alignment.scores import DATASET_METRICS, read_scores
 from alignment.summary import SIDES, share_text, valid_loss_fall
+from common_data.runlog import read_metrics
 
 TITLE = "Adapter methods on E2E: PyTorch and Jittor"
 METRICS = DATASET_METRICS["e2e"]
@@ -64,6 +65,17 @@ def load_method(folder, method):
     return runs, scores, agreement
 
 
+def kept_ranks_text(folder, method):
+    """Whether AdaLoRA's rank allocations kept the same triplets in both frameworks; 'n/a' for other methods."""
+    allocations = {side: [(event["step"], event["ranks"]) for event in read_metrics(run / "metrics.jsonl")
+                          if event["event"] == "rank_allocation"]
+                   for side, run in ((side, Path(folder) / f"{side}_{method}") for side in SIDES)}
+    if not any(allocations.values()):
+        return "n/a"
+    verdict = "identical" if allocations["torch"] == allocations["jittor"] else "different"
+    return f"{verdict} at {len(allocations['torch'])} allocations"
+
+
 def method_tables(folder, methods, tolerance=DEFAULT_TOLERANCE):
     """(per method and framework table, Jittor − PyTorch table per method, validation curves {method: {side: df}})."""
     rows, deltas, curves = [], [], {}
@@ -74,7 +86,8 @@ def method_tables(folder, methods, tolerance=DEFAULT_TOLERANCE):
         comparison = compare_runs(runs["torch"], runs["jittor"], tolerance)
         delta = {"method": method, "verdict": comparison.status,
                  "max |Δ loss|": comparison.headline.max_abs,
-                 "identical beam outputs": share_text(agreement)}
+                 "identical beam outputs": share_text(agreement),
+                 "AdaLoRA's kept ranks": kept_ranks_text(folder, method)}
         for column in ("valid loss at the end", *METRICS, "ms per step", "peak memory (MiB)"):
             delta[f"Δ {column}"] = side_rows["jittor"][column] - side_rows["torch"][column]
         deltas.append(delta)

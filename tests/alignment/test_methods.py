@@ -10,8 +10,10 @@ SCORES = {"BLEU": 0.4, "NIST": 5.0, "METEOR": 0.3, "ROUGE_L": 0.5, "CIDEr": 1.1}
 OUTPUTS = ["name is in the city centre .", "a cheap pub .", "near the river ."]
 
 
-def plant_method(folder, method, run_folder, trainable, loss_offsets=None, jittor_bleu=0.4, jittor_outputs=OUTPUTS):
-    """runs/compare/<framework>_<method> folders as compare.sh leaves them: run, scores.json, pred.txt."""
+def plant_method(folder, method, run_folder, trainable, loss_offsets=None, jittor_bleu=0.4, jittor_outputs=OUTPUTS,
+                 allocations=()):
+    """runs/compare/<framework>_<method> folders as compare.sh leaves them: run, scores.json, pred.txt; with
+    allocations, AdaLoRA's rank_allocation events {framework: [(step, ranks)]}."""
     for framework in ("torch", "jittor"):
         run = run_folder(folder / f"{framework}_{method}", framework,
                          loss_offsets if framework == "jittor" and loss_offsets else {}, peak_mib=300,
@@ -22,30 +24,39 @@ def plant_method(folder, method, run_folder, trainable, loss_offsets=None, jitto
         scores = dict(SCORES, BLEU=jittor_bleu) if framework == "jittor" else SCORES
         (run / "scores.json").write_text(json.dumps(scores))
         (run / "pred.txt").write_text("\n".join(jittor_outputs if framework == "jittor" else OUTPUTS) + "\n")
+        with open(run / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+            for step, ranks in allocations[framework] if allocations else ():
+                metrics.write(json.dumps({"event": "rank_allocation", "step": step, "ranks": ranks}) + "\n")
 
 
 @pytest.fixture
 def planted(tmp_path, run_folder):
     runs = tmp_path / "compare"
     runs.mkdir()
-    plant_method(runs, "lora", run_folder, trainable=16384)
+    kept = [(40, {"h.0.attn.q": 6, "h.0.attn.v": 5}), (50, {"h.0.attn.q": 5, "h.0.attn.v": 4})]
+    plant_method(runs, "adalora", run_folder, trainable=16384, allocations={"torch": kept, "jittor": kept})
     plant_method(runs, "bitfit", run_folder, trainable=11520, loss_offsets={50: 3e-3}, jittor_bleu=0.38,
                  jittor_outputs=OUTPUTS[:2] + ["by the river ."])
+    plant_method(runs, "adalora_r4", run_folder, trainable=20000,
+                 allocations={"torch": kept, "jittor": kept[:1] + [(50, {"h.0.attn.q": 4, "h.0.attn.v": 5})]})
     return runs
 
 
 def test_each_method_gets_a_row_per_framework_and_its_differences(planted, tmp_path):
-    table, deltas = build_methods_report(planted, ["lora", "bitfit"], tmp_path / "m.md", tmp_path / "m.html",
-                                         tmp_path / "figures")
-    assert list(table["method"]) == ["lora", "lora", "bitfit", "bitfit"]
-    assert list(table["framework"]) == ["PyTorch", "Jittor"] * 2
-    assert list(table["trainable parameters"]) == [16384, 16384, 11520, 11520]
-    assert table["ms per step"].tolist() == pytest.approx([250.0] * 4)  # 50 s of training over 200 steps
-    assert table["valid loss at step 0"].tolist() == pytest.approx([2.0] * 4)
-    assert table["valid loss at the end"].tolist() == pytest.approx([1.3] * 4)
-    lora, bitfit = deltas.to_dict("records")
-    assert (lora["verdict"], lora["max |Δ loss|"], lora["Δ BLEU"]) == ("aligned", 0.0, 0.0)
-    assert lora["identical beam outputs"] == "3/3 (100.00%)"
+    table, deltas = build_methods_report(planted, ["adalora", "bitfit", "adalora_r4"], tmp_path / "m.md",
+                                         tmp_path / "m.html", tmp_path / "figures")
+    assert list(table["method"]) == ["adalora", "adalora", "bitfit", "bitfit", "adalora_r4", "adalora_r4"]
+    assert list(table["framework"]) == ["PyTorch", "Jittor"] * 3
+    assert list(table["trainable parameters"]) == [16384, 16384, 11520, 11520, 20000, 20000]
+    assert table["ms per step"].tolist() == pytest.approx([250.0] * 6)  # 50 s of training over 200 steps
+    assert table["valid loss at step 0"].tolist() == pytest.approx([2.0] * 6)
+    assert table["valid loss at the end"].tolist() == pytest.approx([1.3] * 6)
+    adalora, bitfit, adalora_r4 = deltas.to_dict("records")
+    assert (adalora["verdict"], adalora["max |Δ loss|"], adalora["Δ BLEU"]) == ("aligned", 0.0, 0.0)
+    assert adalora["identical beam outputs"] == "3/3 (100.00%)"
+    assert adalora["AdaLoRA's kept ranks"] == "identical at 2 allocations"
+    assert adalora_r4["AdaLoRA's kept ranks"] == "different at 2 allocations"
+    assert bitfit["AdaLoRA's kept ranks"] == "n/a"
     assert bitfit["verdict"] == "diverged"
     assert bitfit["max |Δ loss|"] == pytest.approx(3e-3)
     assert bitfit["Δ BLEU"] == pytest.approx(-0.02)
@@ -54,11 +65,11 @@ def test_each_method_gets_a_row_per_framework_and_its_differences(planted, tmp_p
 
 def test_the_report_has_its_tables_and_figure(planted, tmp_path, report_sections, capsys):
     out = tmp_path / "report" / "methods.md"
-    status = main(["methods", "--runs", str(planted), "--methods", "lora", "bitfit", "--out-md", str(out),
+    status = main(["methods", "--runs", str(planted), "--methods", "adalora", "bitfit", "--out-md", str(out),
                    "--figures", str(tmp_path / "figures")])
     assert status == 0
     printed = capsys.readouterr().out
-    assert "lora: aligned" in printed and "bitfit: diverged, max |Δ loss| 3.00e-03" in printed
+    assert "adalora: aligned" in printed and "bitfit: diverged, max |Δ loss| 3.00e-03" in printed
     sections = report_sections(out.read_text())
     assert list(sections) == ["Methods", "Jittor − PyTorch"]
     assert "| bitfit | Jittor | 200 | 11,520 | 250 |" in sections["Methods"]
