@@ -6,6 +6,7 @@ from the torch float64 run (and, when given, how far a framework lies from itsel
 a few float32 roundings of the tensor's scale. Where Jittor is over the tolerance, the side further from the
 float64 run is the one that is off.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,13 @@ class Stats:
     @property
     def over(self):
         return self.max_abs > self.tolerance
+
+    @property
+    def ratio(self):
+        """max abs / tolerance: over 1 is over the tolerance."""
+        if self.tolerance > 0:
+            return self.max_abs / self.tolerance
+        return math.inf if self.max_abs > 0 else 0.0
 
     @property
     def side(self):
@@ -228,19 +236,28 @@ def verdict(stats, steps, n_layer, parameters):
 
 
 def own_errors(stats, step, n_layer, parameters):
-    """Under --isolate: {pass: [names over the tolerance]}, every difference charged to the code that made it (a
-    module's output to the module, a module's input to the module around it, an update to its parameter)."""
-    forward = []
+    """Under --isolate: {pass: [names over the tolerance]}, every difference charged to the code that made it.
+    Forward: a module's output to the module, a module's input to the module around it. Backward (each module
+    got the other trace's gradient of its output): the gradient of a module's input or of its parameters to the
+    module, that of a module's output to the module around it. Update: to its parameter."""
+    forward, backward = [], []
     for name, item in forward_timeline(n_layer):
         if over(stats, names.key(step, "forward", name, item)):
-            owner = name if item == "out" else names.parent(name)
-            if owner not in forward:
-                forward.append(owner)
+            charge(forward, name if item == "out" else names.parent(name))
+    for phase, name, item in backward_timeline(n_layer, parameters):
+        if over(stats, names.key(step, phase, name, item)):
+            charge(backward, names.parameter_module(name) if phase == "grad" else
+                   name if item == "in" else names.parent(name))
     update = [parameter for parameter in parameters
               if any(over(stats, names.key(step, phase, parameter)) for phase in UPDATE_PHASES[1:])]
     if over(stats, names.key(step, "lr", "lr")):
         update.insert(0, "lr")
-    return {"forward": forward, "update": update}
+    return {"forward": forward, "backward": backward, "update": update}
+
+
+def charge(owners, owner):
+    if owner not in owners:
+        owners.append(owner)
 
 
 def trained_parameters(arrays):

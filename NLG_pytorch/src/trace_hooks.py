@@ -8,15 +8,17 @@ probe.py's flags choose the model, the rows, the batches and the optimizer (drop
 training steps it writes into --output, under the keys of common_data.trace.names (step/phase/name/item):
   batch      the step's input ids, targets and loss mask
   forward    the input and the output (hidden state) of every module of the name map, and the loss
-  backward   the gradient of the loss with respect to each of those inputs and outputs
+  backward   the gradient of the loss with respect to each of those inputs and outputs (a module's input: the
+             part that flows through the module)
   grad, exp_avg, exp_avg_sq, param, lr   per trainable tensor: its gradient, AdamW's moments and its value after
              the update; the learning rate (step 0: the trainable tensors before training)
 The header metadata holds the arguments, the versions and a SHA-256 of every tensor at step 0. Each value is
 copied out of the framework when it is recorded.
 --beam_contexts N then runs beam search on the first N contexts: per search step the top scores and candidate
 ids (beam/context/step). --isolate RECORD (another framework's trace of the same run) gives every module the
-input that RECORD holds and passes RECORD's output on (gradients flow through this framework's modules), and
-starts every update from RECORD's gradients, moments and parameters: what still differs is each module's own.
+input that RECORD holds and passes RECORD's output on, gives every module's backward pass RECORD's gradient of
+its output and passes RECORD's gradient of its input back, and starts every update from RECORD's gradients,
+moments and parameters: what still differs is each module's own.
 """
 import hashlib
 import sys
@@ -68,14 +70,23 @@ def tensor_digest(array):
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
 
 
-def substitute(tensor, value):
-    """`value` in the forward pass, the identity in the backward pass."""
-    return torch.from_numpy(value).to(tensor.dtype) + (tensor - tensor.detach())
+class Substitute(torch.autograd.Function):
+    """RECORD's value in the forward pass; in the backward pass RECORD's gradient, whatever the output's."""
+
+    @staticmethod
+    def forward(ctx, tensor, value, gradient):
+        ctx.gradient = gradient
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, output_gradient):
+        return ctx.gradient, None, None
 
 
 class Recorder:
-    """Forward hooks on the modules of the name map: they keep every input and output, and with `isolate`
-    (arrays of another trace) replace them by that trace's values."""
+    """Forward hooks on the modules of the name map: they record every input and output and put a new tensor in
+    its place, whose gradient is recorded; with `isolate` (arrays of another trace) that tensor holds the other
+    trace's value and passes the other trace's gradient back."""
 
     def __init__(self, model, isolate=None):
         self.step, self.arrays, self.points, self.isolate, self.handles = 0, {}, {}, isolate, []
@@ -91,33 +102,36 @@ class Recorder:
         for handle in self.handles:
             handle.remove()
 
-    def keep(self, record_key, tensor):
-        """Record a value; a floating tensor is also kept for its gradient, made a leaf if nothing before it
-        trains (so that both frameworks have the gradient of every point)."""
-        self.arrays[record_key] = to_numpy(tensor)
-        if tensor.is_floating_point():
-            if not tensor.requires_grad:
-                tensor.requires_grad_()
-            self.points[record_key] = tensor
-        return tensor
+    def isolated(self, phase, name, item, like):
+        return torch.from_numpy(self.isolate[names.key(self.step, phase, name, item)]).to(like.dtype)
 
-    def replaced(self, record_key, tensor):
-        if self.isolate is None or not tensor.is_floating_point():
+    def point(self, name, item, tensor):
+        """Record `tensor` and return the tensor that takes its place. A floating tensor gets a new one, so that
+        the gradient recorded at a module's input is the part that flows through the module; `tensor` is made a
+        leaf if nothing before it trains (so that both frameworks have the gradient of every point)."""
+        record_key = names.key(self.step, "forward", name, item)
+        self.arrays[record_key] = to_numpy(tensor)
+        if not tensor.is_floating_point():
             return tensor
-        return substitute(tensor, self.isolate[record_key])
+        if not tensor.requires_grad:
+            tensor.requires_grad_()
+        if self.isolate is None:
+            placed = tensor.view_as(tensor)
+        else:
+            placed = Substitute.apply(tensor, self.isolated("forward", name, item, tensor),
+                                      self.isolated("backward", name, item, tensor))
+        self.points[record_key] = placed
+        return placed
 
     def input_hook(self, name):
         def hook(module, args):
-            record_key = names.key(self.step, "forward", name, "in")
-            hidden = self.keep(record_key, args[0])
-            return (self.replaced(record_key, hidden), *args[1:])
+            return (self.point(name, "in", args[0]), *args[1:])
         return hook
 
     def output_hook(self, name):
         def hook(module, args, output):
             hidden = output[0] if isinstance(output, tuple) else output
-            record_key = names.key(self.step, "forward", name, "out")
-            hidden = self.replaced(record_key, self.keep(record_key, hidden))
+            hidden = self.point(name, "out", hidden)
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
         return hook
 
@@ -156,18 +170,15 @@ def traced_step(model, optimizer, params, batch, lr, args, recorder):
     loss = probe.batch_loss(model, batch, args.label_smooth)
     record[names.key(step, "forward", names.LOSS, "out")] = to_numpy(loss).reshape(1)
     points = recorder.take_points()
-    # a tensor that is the input of several modules is differentiated once
-    unique = list({id(tensor): tensor for tensor in points.values()}.values())
-    grads = dict(zip(map(id, unique), torch.autograd.grad(loss, unique, retain_graph=True)))
-    for record_key, tensor in points.items():
-        record[record_key.replace("/forward/", "/backward/", 1)] = to_numpy(grads[id(tensor)])
+    for record_key, grad in zip(points, torch.autograd.grad(loss, list(points.values()), retain_graph=True)):
+        record[record_key.replace("/forward/", "/backward/", 1)] = to_numpy(grad)
     loss.backward()
-    if recorder.isolate is not None:
-        set_gradients(optimizer, params, {name: recorder.isolate[names.key(step, "grad", name)] for name in params})
-    elif args.clip > 0:
+    if args.clip > 0:
         torch.nn.utils.clip_grad_norm_(params.values(), args.clip)
     for name, grad in gradients(optimizer, params).items():
         record[names.key(step, "grad", name)] = grad
+    if recorder.isolate is not None:
+        set_gradients(optimizer, params, {name: recorder.isolate[names.key(step, "grad", name)] for name in params})
     optimizer.set_lr(lr)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

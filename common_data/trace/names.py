@@ -9,7 +9,7 @@ ROOT = "model"
 LOSS = "loss"
 BLOCK_MODULES = ("ln_1", "attn.c_attn", "attn.c_proj", "attn", "ln_2", "mlp.c_fc", "mlp.c_proj", "mlp")
 FRAMEWORK_PATHS = {"torch": {}, "jittor": {}}
-FORMAT = 1
+FORMAT = 2  # 2: the gradient at a module's input is the part that flows through the module
 
 
 def module_order(n_layer):

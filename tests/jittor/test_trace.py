@@ -107,7 +107,7 @@ def attn_c_proj_transposed(model, params, args):
 
 ATTENTIONS = ["h.0.attn", "h.1.attn", "h.2.attn"]
 C_ATTNS = ["h.0.attn.c_attn", "h.1.attn.c_attn", "h.2.attn.c_attn"]
-# plant: (pass, first module, modules over the tolerance under --isolate in that pass)
+# plant: (pass, first module, modules over the tolerance under --isolate in that pass, and in the backward pass)
 PLANTS = {
     "layer_norm_eps": (layer_norm_eps, "forward", "h.2.ln_1", ["h.2.ln_1"]),
     "exact_gelu": (exact_gelu, "forward", "h.1.mlp", ["h.1.mlp"]),
@@ -133,7 +133,7 @@ def test_the_shipped_models_diverge_nowhere(adapter, references):
     assert not any(s.bit_exact for key, s in stats.items() if key.startswith("1/backward/h.1."))
     isolated = trace.compare(jittor_trace(argv, isolate=torch32), torch32, torch64)
     assert trace.own_errors(isolated, 1, n_layer, trace.trained_parameters(torch32)) == {
-        "forward": [], "update": []}
+        "forward": [], "backward": [], "update": []}
 
 
 @pytest.mark.parametrize("plant", sorted(PLANTS))
@@ -148,6 +148,6 @@ def test_the_trace_names_the_planted_module_and_isolate_shows_it_alone(plant, re
     isolated = trace.compare(jittor_trace(argv, change, isolate=torch32), torch32, torch64)
     own = trace.own_errors(isolated, 1, n_layer, trace.trained_parameters(torch32))
     if phase == "update":
-        assert own == {"forward": [], "update": trace.trained_parameters(torch32)}
+        assert own == {"forward": [], "backward": [], "update": trace.trained_parameters(torch32)}
     else:
-        assert own == {"forward": isolated_modules, "update": []}
+        assert (own["forward"], sorted(own["backward"]), own["update"]) == (isolated_modules, isolated_modules, [])
