@@ -9,7 +9,7 @@ from alignment.compare import DEFAULT_TOLERANCE
 from alignment.methods import DESCRIPTIONS, build_methods_report
 from alignment.report import DatasetInputs, build_report
 from alignment.summary import verdict_sentence
-from alignment.trace_report import run_trace
+from alignment.trace_report import MANIFEST, run_trace
 
 # per-dataset options of `report`, by their DatasetInputs field
 PER_DATASET = {"torch": "torch_run", "jittor": "jittor_run", "torch_pred": "torch_pred",
@@ -59,6 +59,9 @@ def build_parser():
     report.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="NATS",
                         help="largest |Δ loss| (nats per token) at a matched step that still counts as aligned "
                              "(default: %(default)g)")
+    report.add_argument("--trace", type=Path, metavar="DIR",
+                        help="a --work-dir of `python -m alignment trace`: its verdict, largest errors and figure "
+                             "become the section 'Layer-by-layer trace'")
     add_output_arguments(report, "log/alignment_report.md", "")
 
     legacy = commands.add_parser(
@@ -136,17 +139,17 @@ def trace_main(parser, args):
     if not recorder_args:
         parser.error("trace: give the recorders' flags after --, at least --data FILE")
     out_html = args.out_html or args.out_md.with_suffix(".html")
-    found, problems, _, traces = run_trace(recorder_args, args.work_dir, args.out_md, out_html, args.figures,
-                                           args.repeat, args.isolate, args.figure_prefix)
-    for problem in problems:
+    comparison = run_trace(recorder_args, args.work_dir, args.out_md, out_html, args.figures, args.repeat,
+                           args.isolate, args.figure_prefix)
+    for problem in comparison.problems:
         print(f"pre-flight: {problem}", file=sys.stderr)
-    for finding in found.findings:
+    for finding in comparison.found.findings:
         print(finding.sentence().replace("**", ""))
-    if not problems and not found.findings:
+    if not comparison.problems and not comparison.found.findings:
         print("no module over the tolerance")
-    seconds = ", ".join(f"{label} {trace.seconds:.1f} s" for label, trace in traces.items())
+    seconds = ", ".join(f"{label} {trace.seconds:.1f} s" for label, trace in comparison.traces.items())
     print(f"traces: {seconds}; report: {args.out_md}, {out_html}")
-    return 1 if problems else 0
+    return 1 if comparison.problems else 0
 
 
 def methods_main(args):
@@ -169,11 +172,14 @@ def main(argv=None):
         return methods_main(args)
     if args.command == "report":
         datasets = grouped_inputs(parser, args)
+        if args.trace is not None and not (args.trace / MANIFEST).exists():
+            parser.error(f"--trace {args.trace}: no {MANIFEST} there; give a --work-dir of `python -m alignment trace`")
     else:
         datasets = [DatasetInputs(args.dataset, torch_run=args.torch_log, jittor_run=args.jittor_log,
                                   torch_pred=args.torch_pred, jittor_pred=args.jittor_pred)]
     out_html = args.out_html or args.out_md.with_suffix(".html")
-    results = build_report(datasets, args.out_md, out_html, args.figures, args.tolerance, args.figure_prefix)
+    results = build_report(datasets, args.out_md, out_html, args.figures, args.tolerance, args.figure_prefix,
+                           args.trace if args.command == "report" else None)
     for result in results:
         print(verdict_sentence(result, emphasis=""))
     print(f"report: {args.out_md}, {out_html}; figures in {args.figures}/")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alignment import trace_report
 from alignment.compare import DEFAULT_TOLERANCE, compare_predictions, compare_runs
 from alignment.figures import plot_loss_curves, plot_side_by_side
 from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, number, write_html, write_markdown
@@ -164,8 +165,10 @@ def inputs_section(results):
     return Section("Inputs", blocks)
 
 
-def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLERANCE, figure_prefix=""):
-    """Compare each DatasetInputs, draw the figures into `figures_dir` and write the report; returns the results."""
+def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLERANCE, figure_prefix="",
+                 trace_dir=None):
+    """Compare each DatasetInputs, draw the figures into `figures_dir` and write the report; returns the results.
+    trace_dir: a --work-dir of `python -m alignment trace`, reported in a section of its own."""
     figures_dir = Path(figures_dir)
     results = [load_dataset(inputs, tolerance, figures_dir / f"{figure_prefix}{inputs.dataset}_loss_curves.png")
                for inputs in datasets]
@@ -175,6 +178,7 @@ def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLE
         summary_section(results, tolerance, figures_dir, figure_prefix),
         curves_section(results),
         outputs_section(results),
+        *([trace_report.report_section(trace_dir, figures_dir, figure_prefix)] if trace_dir is not None else []),
         resource_section("Peak memory", memory, "MiB", ".1f", figures_dir / f"{figure_prefix}peak_memory.png",
                          results, measured=True),
         resource_section("Runtime", runtime, "s", ".4g", figures_dir / f"{figure_prefix}runtime.png", results,

@@ -1,5 +1,7 @@
 """`python -m alignment trace`: run the recorders (each in its framework's environment) and report where the
-runs part, module by module (the comparison is alignment.trace)."""
+runs part, module by module (the comparison is alignment.trace); and the trace's section of the alignment report,
+read back from the trace folder."""
+import json
 import os
 import subprocess
 import time
@@ -22,11 +24,13 @@ from alignment.render import (
     write_html,
     write_markdown,
 )
+from common_data.atomic import atomic_open
 from common_data.checkpoint import load_tensors
 from common_data.paths import REPO_ROOT
 from common_data.trace import names
 
 RECORDERS = {"torch": "NLG_pytorch/src/trace_hooks.py", "jittor": "NLG_jittor/src/trace_hooks.py"}
+MANIFEST = "trace.json"  # in the trace folder: the wall time of each run, by the label its file is named after
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,24 @@ class Trace:
     arrays: dict
     metadata: dict
     seconds: float
+
+
+@dataclass
+class Comparison:
+    traces: dict  # label -> Trace
+    problems: list  # pre-flight: what differs between the runs' inputs
+    stats: dict  # key -> trace.Stats of Jittor against PyTorch
+    found: trace.Verdict
+    isolated: dict | None  # key -> trace.Stats of the --isolate run
+
+    @property
+    def n_layer(self):
+        return self.traces["torch"].metadata["n_layer"]
+
+    @property
+    def step(self):
+        """The step shown: the first with a finding, else the first."""
+        return self.found.step or 1
 
 
 def run_recorder(run, recorder_args, folder):
@@ -164,9 +186,10 @@ def versions_text(metadata):
     return ", ".join(f"{key} {value}" for key, value in versions.items() if key != "name" and value)
 
 
-def build_sections(traces, stats, found, isolated, figure_path, problems):
+def build_sections(comparison, figure_path):
+    traces, stats, found, problems = comparison.traces, comparison.stats, comparison.found, comparison.problems
     reference = traces["torch"]
-    n_layer = reference.metadata["n_layer"]
+    n_layer = comparison.n_layer
     parameters = trace.trained_parameters(reference.arrays)
     verdict_blocks = [Paragraph(sentence) for sentence in verdict_sentences(found, problems)]
     runs = pd.DataFrame([{"run": t.run.label, "framework": t.metadata["framework"], "dtype": t.metadata["dtype"],
@@ -178,7 +201,7 @@ def build_sections(traces, stats, found, isolated, figure_path, problems):
     sections = [Section("Verdict", verdict_blocks), Section("Pre-flight", preflight)]
     if problems:
         return sections
-    step = found.step or 1
+    step = comparison.step
     sections.append(Section("Tolerance", [Paragraph(
         f"A tensor is over the tolerance when its largest |Jittor - PyTorch| exceeds {trace.SAFETY:g} x its noise "
         f"floor + {trace.FLOOR_ROUNDINGS:g} float32 roundings of its scale. The noise floor is the largest "
@@ -192,9 +215,8 @@ def build_sections(traces, stats, found, isolated, figure_path, problems):
                                                              Table(module_table(stats, step, n_layer, "backward",
                                                                                 found.backward))]))
     sections.append(Section(f"Update, step {step}", [Table(update_table(stats, step, parameters, found.update))]))
-    if isolated is not None:
-        sections.append(Section("Isolated (--isolate)", isolate_blocks(isolated, trace.trace_steps(reference.arrays),
-                                                                       n_layer, parameters)))
+    if comparison.isolated is not None:
+        sections.append(Section("Isolated (--isolate)", isolate_blocks(comparison)))
     if trace.beam_contexts(reference.arrays):
         sections.append(Section("Decoding", [Paragraph(
             "Beam search from each context alone, after the traced steps; per search step the top candidates "
@@ -203,16 +225,24 @@ def build_sections(traces, stats, found, isolated, figure_path, problems):
     return sections
 
 
-def isolate_blocks(isolated, steps, n_layer, parameters):
-    blocks = [Paragraph("Every Jittor module got the input PyTorch's received and passed PyTorch's output on; every "
-                        "update started from PyTorch's gradients, moments and parameters. Each difference is charged to "
-                        "the code that made it. The backward pass is not isolated.")]
-    for step in range(1, steps + 1):
-        own = trace.own_errors(isolated, step, n_layer, parameters)
+def isolate_blocks(comparison):
+    blocks = [Paragraph("Every Jittor module got the input PyTorch's received and passed PyTorch's output on; in the "
+                        "backward pass every module got PyTorch's gradient of its output and passed PyTorch's "
+                        "gradient of its input back; every update started from PyTorch's gradients, moments and "
+                        "parameters. Each difference is charged to the code that made it.")]
+    for step, own in isolated_errors(comparison).items():
         blocks.append(Subheading(f"step {step}"))
         blocks.append(Bullets(tuple(f"{phase}: {', '.join(found) if found else 'none over the tolerance'}"
                                     for phase, found in own.items())))
     return blocks
+
+
+def isolated_errors(comparison):
+    """{step: {pass: [names over the tolerance by themselves]}} of the --isolate run."""
+    arrays = comparison.traces["torch"].arrays
+    parameters = trace.trained_parameters(arrays)
+    return {step: trace.own_errors(comparison.isolated, step, comparison.n_layer, parameters)
+            for step in range(1, trace.trace_steps(arrays) + 1)}
 
 
 def verdict_sentences(found, problems):
@@ -224,30 +254,127 @@ def verdict_sentences(found, problems):
     return [f"First divergence at step {found.step}."] + [finding.sentence() for finding in found.findings]
 
 
+def compare_traces(traces):
+    """The pre-flight check of the traces {label: Trace} and, when it passes, Jittor against PyTorch."""
+    reference = (traces["torch"].arrays, traces["torch"].metadata)
+    problems = [problem for label, t in traces.items() if label != "torch"
+                for problem in trace.preflight(reference, (t.arrays, t.metadata), label)]
+    if problems:
+        return Comparison(traces, problems, {}, trace.Verdict(0, None, None, None), None)
+    repeats = [(traces[label].arrays, traces[f"{label}_again"].arrays) for label in ("torch", "jittor")
+               if f"{label}_again" in traces]
+    torch32, torch64 = traces["torch"].arrays, traces["torch64"].arrays
+    stats = trace.compare(traces["jittor"].arrays, torch32, torch64, repeats)
+    n_layer = traces["torch"].metadata["n_layer"]
+    found = trace.verdict(stats, trace.trace_steps(torch32), n_layer, trace.trained_parameters(torch32))
+    isolated = (trace.compare(traces["jittor_isolated"].arrays, torch32, torch64, repeats)
+                if "jittor_isolated" in traces else None)
+    return Comparison(traces, [], stats, found, isolated)
+
+
+def read_traces(folder):
+    """The traces that `python -m alignment trace` wrote into `folder` (its MANIFEST names them)."""
+    traces = {}
+    for label, seconds in json.loads((Path(folder) / MANIFEST).read_text())["seconds"].items():
+        arrays, metadata = load_tensors(Path(folder) / f"{label}.safetensors")
+        traces[label] = Trace(Run(label, metadata["framework"]), arrays, metadata, seconds)
+    return traces
+
+
 def run_trace(recorder_args, folder, out_md, out_html, figures_dir, repeat=False, isolate=False, prefix="trace_"):
-    """Run the traces, compare them, write the report; (verdict, pre-flight problems, isolated stats, traces)."""
+    """Run the traces, compare them, write the report; the Comparison."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     traces = {}
     for run in planned_runs(repeat, folder, isolate):
         traces[run.label] = run_recorder(run, recorder_args, folder)
-    reference = (traces["torch"].arrays, traces["torch"].metadata)
-    problems = [problem for label, t in traces.items() if label != "torch"
-                for problem in trace.preflight(reference, (t.arrays, t.metadata), label)]
-    found, isolated, stats = trace.Verdict(0, None, None, None), None, {}
+    with atomic_open(folder / MANIFEST) as handle:
+        json.dump({"seconds": {label: t.seconds for label, t in traces.items()}}, handle, indent=1)
+    comparison = compare_traces(traces)
     figure_path = Path(figures_dir) / f"{prefix}errors.png"
-    if not problems:
-        repeats = [(traces["torch"].arrays, traces["torch_again"].arrays),
-                   (traces["jittor"].arrays, traces["jittor_again"].arrays)] if repeat else []
-        torch32, torch64 = traces["torch"].arrays, traces["torch64"].arrays
-        stats = trace.compare(traces["jittor"].arrays, torch32, torch64, repeats)
-        n_layer = traces["torch"].metadata["n_layer"]
-        found = trace.verdict(stats, trace.trace_steps(torch32), n_layer, trace.trained_parameters(torch32))
-        if isolate:
-            isolated = trace.compare(traces["jittor_isolated"].arrays, torch32, torch64, repeats)
-        Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        plot_errors(figure_path, stats, found.step or 1, n_layer, "Jittor against PyTorch, module by module", found)
-    sections = build_sections(traces, stats, found, isolated, figure_path, problems)
+    if not comparison.problems:
+        plot_errors(figure_path, comparison.stats, comparison.step, comparison.n_layer,
+                    "Jittor against PyTorch, module by module", comparison.found)
+    sections = build_sections(comparison, figure_path)
     write_markdown(out_md, "Layer-by-layer trace: PyTorch against Jittor", sections)
     write_html(out_html, "Layer-by-layer trace: PyTorch against Jittor", sections)
-    return found, problems, isolated, traces
+    return comparison
+
+
+def subtree(name, n_layer):
+    """A trace name and the names of every module inside it."""
+    return [name] + [inner for child in names.children(name, n_layer) for inner in subtree(child, n_layer)]
+
+
+def where(key):
+    _, phase, name, item = names.split_key(key)
+    if phase in ("forward", "backward"):
+        return f"{name} {item}"
+    return name if name == phase else f"{phase} of {name}"
+
+
+def ratio_text(stats, keys):
+    """The largest error / tolerance among `keys` (bold over 1) and where it is."""
+    compared = [(stats[key].ratio, key) for key in keys if key in stats]
+    if not compared:
+        return "n/a"
+    ratio, key = max(compared)
+    return f"**{number(ratio)}** ({where(key)})" if ratio > 1 else f"{number(ratio)} ({where(key)})"
+
+
+def short_table(comparison):
+    """Per top-level module (and everything inside it) the largest error / tolerance in each pass."""
+    step, n_layer, stats = comparison.step, comparison.n_layer, comparison.stats
+    findings = {finding.phase: finding for finding in comparison.found.findings}
+    rows = []
+    for top in names.children(names.ROOT, comparison.n_layer):
+        if top == names.LOSS:
+            continue
+        inside = subtree(top, n_layer)
+        row = {"module": top}
+        for phase in ("forward", "backward"):
+            row[f"{phase}: max error / tolerance (where)"] = ratio_text(
+                stats, [names.key(step, phase, name, item) for name in inside for item in ("in", "out")])
+        row["verdict"] = "; ".join(f"{phase}: {finding.name} ({'introduced here' if finding.introduced else 'inherited'})"
+                                   for phase, finding in findings.items() if finding.name in inside) or "ok"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def described_run(metadata):
+    args = metadata["args"]
+    adapter = f"{args['adapter']} r {args['lora_dim']}" if args.get("lora_dim") else args["adapter"]
+    return (f"{args['model_card']}, {adapter}, {args['steps']} step(s) of {args['batch_size']} rows x "
+            f"{args['seq_len']} tokens from `{args['data']}`")
+
+
+def report_section(folder, figures_dir, prefix=""):
+    """The alignment report's section on the trace in `folder` (a --work-dir of `python -m alignment trace`):
+    the verdict, the largest error per top-level module and the figure of the error per module."""
+    comparison = compare_traces(read_traces(folder))
+    reference = comparison.traces["torch"]
+    seconds = sum(t.seconds for t in comparison.traces.values())
+    blocks = [Paragraph(f"`python -m alignment trace` in `{folder}`: {described_run(reference.metadata)}; runs "
+                        f"{', '.join(comparison.traces)} ({seconds:.0f} s together). Its own report has every "
+                        "module, the update and decoding.")]
+    blocks += [Paragraph(sentence) for sentence in verdict_sentences(comparison.found, comparison.problems)]
+    if comparison.problems:
+        return Section("Layer-by-layer trace", [*blocks, Bullets(tuple(comparison.problems))])
+    step = comparison.step
+    figure_path = Path(figures_dir) / f"{prefix}trace_errors.png"
+    plot_errors(figure_path, comparison.stats, step, comparison.n_layer, "Jittor against PyTorch, module by module",
+                comparison.found)
+    parameters = trace.trained_parameters(reference.arrays)
+    update_keys = [names.key(step, "lr", "lr")] + [names.key(step, phase, parameter) for parameter in parameters
+                                                   for phase in ("grad", *trace.UPDATE_PHASES[1:])]
+    blocks += [Paragraph(f"Step {step}: the largest |Jittor - PyTorch| / tolerance of each top-level module and "
+                         "the modules inside it (over 1: over the tolerance); of the gradients and the update, "
+                         f"{ratio_text(comparison.stats, update_keys)}."),
+               Table(short_table(comparison)),
+               Image(figure_path, f"error per module along the network, forward and backward, step {step}")]
+    if comparison.isolated is not None:
+        blocks.append(Bullets(tuple(
+            f"isolated, step {step}: " + "; ".join(f"{phase}: {', '.join(found) or 'none'}"
+                                                   for phase, found in own.items())
+            for step, own in isolated_errors(comparison).items())))
+    return Section("Layer-by-layer trace", blocks)

@@ -8,10 +8,14 @@
 #   3. torch <dataset>  NLG_pytorch/scripts/pipeline.sh: train, beam, decode, eval -> runs/torch_<dataset>_<adapter>/
 #      jittor <dataset> NLG_jittor/scripts/pipeline.sh, the same                  -> runs/jittor_<dataset>_<adapter>/
 #                      for each dataset of DATASETS
-#   4. report          python -m alignment report on every dataset -> log/alignment_report.md (+ .html), figures
-#                      in figure/; with ADAPTER other than lora or a RECIPE: log/alignment_report_<variant>.md and
-#                      figures figure/<variant>_*.png (variant: the adapter, the recipe's file name, or both), so
-#                      that the default run's report stays
+#   4. trace           the embedded default only (no INIT_CHECKPOINT, ADAPTER or RECIPE): python -m alignment
+#                      trace --isolate, 2 steps of one batch of 2 rows of the first dataset with the model, adapter
+#                      and optimizer of its recipe, and beam search on 1 context -> runs/trace/, log/trace_report.md
+#                      (~50 s of CPU time)
+#   5. report          python -m alignment report on every dataset (and the trace) -> log/alignment_report.md
+#                      (+ .html), figures in figure/; with ADAPTER other than lora or a RECIPE:
+#                      log/alignment_report_<variant>.md and figures figure/<variant>_*.png (variant: the adapter,
+#                      the recipe's file name, or both), so that the default run's report stays
 #
 # DATASETS="e2e webnlg dart" (the default) or any subset, e.g. DATASETS=e2e make reproduce for a quick run;
 # DATASET=name is taken as DATASETS=name. Every other option of the pipeline scripts
@@ -47,8 +51,20 @@ stage() {
   printf '%s\t%s\n' "$name" "$(( $(date +%s) - start ))" >> "$timings"
 }
 
+# The trace's flags: the train section of the embedded recipe of dataset $1, the keys probe.py takes.
+trace_flags() {
+  local section key value
+  while IFS=$'\t' read -r section key value; do
+    case "$section:$key" in
+      train:correct_bias) [ "$value" != true ] || printf '%s\n' --correct_bias ;;
+      train:model_card|train:lora_dim|train:lora_alpha|train:lora_targets|train:lr|train:weight_decay|\
+      train:adam_beta2|train:random_seed|train:label_smooth|train:seq_len) printf '%s\n' "--$key" "$value" ;;
+    esac
+  done < <(environments/run torch python -m common_data.cli.recipe "recipes/embedded/$1.yaml")
+}
+
 stage data environments/run torch nlg-data prepare
-[ -n "${INIT_CHECKPOINT:-}" ] || stage base common_data/scripts/steps.sh base >/dev/null
+[ -n "${INIT_CHECKPOINT:-}" ] || base=$(stage base common_data/scripts/steps.sh base)
 report_args=()
 for dataset in $datasets; do
   for framework in torch jittor; do
@@ -66,6 +82,14 @@ done
 variant=
 [ "$ADAPTER" = lora ] || variant=$ADAPTER
 [ -z "${RECIPE:-}" ] || variant=${variant:+${variant}_}$(basename "${RECIPE%.*}")
+if [ -z "$variant" ] && [ -z "${INIT_CHECKPOINT:-}" ]; then
+  read -r first _ <<< "$datasets"
+  mapfile -t flags < <(trace_flags "$first")
+  stage trace environments/run torch python -m alignment trace --isolate --work-dir runs/trace \
+    --out-md log/trace_report.md --figures figure -- --data "common_data/$first/encoded/train.jsonl" \
+    --init_checkpoint "$base" "${flags[@]}" --rows 2 --batch_size 2 --steps 2 --beam_contexts 1
+  report_args+=(--trace runs/trace)
+fi
 report=log/alignment_report${variant:+_$variant}.md prefix=${variant:+${variant}_}
 stage report environments/run torch python -m alignment report "${report_args[@]}" \
   --out-md "$report" --figures figure --figure-prefix "$prefix"
