@@ -51,7 +51,7 @@ def test_a_repeated_flag_on_the_command_line_replaces_the_files_list(tmp_path):
     ("lora_targets: 3\n", "key 'lora_targets': expected a list of names or a comma-separated string, got 3"),
     ("scheduler: cosine_restarts\n", "key 'scheduler': 'cosine_restarts' is not one of linear, constant, cosine"),
     ("model_card: gpt2.xl\n", "key 'model_card': 'gpt2.xl' is not one of"),
-    ("learning_rate: 0.1\n", "unknown key 'learning_rate' (allowed: adam_beta1, adam_beta2"),
+    ("learning_rate: 0.1\n", "unknown key 'learning_rate' (allowed: "),
     ("config: other.yaml\n", "unknown key 'config'"),
     ("lr: [0.1\n", "line 2: not valid YAML"),
     ("- lr\n", "expected a mapping of flag names to values, got list"),

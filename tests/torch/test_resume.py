@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common_data.checkpoint import save_model_checkpoint
+from common_data.cli.ft_args import build_parser
 from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
 
 
@@ -19,10 +20,12 @@ def test_progress_survives_its_json_form_with_infinite_and_nan_fields():
 
 
 def args(**changes):
-    values = dict(train_data="t.jsonl", train_batch_size=8, seq_len=512, model_card="gpt2.tiny", init_checkpoint=None,
-                  lora_dim=4, lora_alpha=32, adapter="lora", jelly_mode="seq2par", lora_targets=("q", "v"),
-                  random_seed=1, grad_acc=1, label_smooth=0.1, dropout_rng="framework", use_rslora=False,
-                  loraplus_lr_ratio=None, lr=2e-4)
+    """gpt2_ft.py's arguments: its defaults (every flag, those added later included), then these values."""
+    values = vars(build_parser().parse_args(["--train_data", "t.jsonl", "--valid_data", "v.jsonl"]))
+    values.update(train_batch_size=8, seq_len=512, model_card="gpt2.tiny", init_checkpoint=None, lora_dim=4,
+                  lora_alpha=32, adapter="lora", jelly_mode="seq2par", lora_targets=("q", "v"), random_seed=1,
+                  grad_acc=1, label_smooth=0.1, dropout_rng="framework", use_rslora=False, loraplus_lr_ratio=None,
+                  lr=2e-4)
     return argparse.Namespace(**{**values, **changes})
 
 
