@@ -21,7 +21,9 @@ else
 fi
 
 if [ -z "${use_mkl+x}" ]; then
-  dnnl_lib=$(ldconfig -p 2>/dev/null | awk '$1 == "libdnnl.so" && !found {print $NF; found = 1}')
+  # ldconfig lives in /sbin, which a minimal PATH may leave out
+  dnnl_lib=$({ PATH=$PATH:/usr/sbin:/sbin ldconfig -p 2>/dev/null || true; } \
+    | awk '$1 == "libdnnl.so" && !found {print $NF; found = 1}')
   if [ -n "$dnnl_lib" ] && [ -f /usr/include/dnnl.h ]; then
     dnnl_home=${JITTOR_HOME:-$HOME}/.cache/jittor/mkl/dnnl_lnx_2.2.0_cpu_gomp
     mkdir -p "$dnnl_home/lib" "$dnnl_home/include"
