@@ -14,7 +14,8 @@ env:  ## create (or update) both environments: .venv/torch and .venv/jittor
 data:  ## convert, sample and encode E2E, WebNLG and DART (from ../shared, else the official URLs)
 	$(RUN) torch nlg-data prepare
 
-test: test-torch test-jittor  ## run every test, each in its framework's environment
+test:  ## run every test, each in its framework's environment: both suites at once, each one's output when it ends
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-torch test-jittor
 
 test-torch:  ## framework-neutral, eval, alignment and PyTorch tests (torch environment)
 	$(RUN) torch $(PYTEST) tests/common tests/eval tests/alignment tests/torch
