@@ -32,18 +32,8 @@ done
 export DATASET=e2e MAX_STEP=${MAX_STEP:-200}
 export EVAL_INTERVAL=${EVAL_INTERVAL:-$(( MAX_STEP / 2 ))} SAVE_INTERVAL=$MAX_STEP
 mkdir -p runs/compare log figure
-timings=runs/compare/timings.tsv
-printf 'stage\tseconds\n' > "$timings"
-started=$(date +%s)
-
-stage() {
-  local name=$1 start
-  shift
-  start=$(date +%s)
-  echo "==== compare: $name" >&2
-  "$@"
-  printf '%s\t%s\n' "$name" "$(( $(date +%s) - start ))" >> "$timings"
-}
+source common_data/scripts/stages.sh
+stages_start compare runs/compare/timings.tsv
 
 stage data environments/run torch nlg-data prepare
 stage base common_data/scripts/steps.sh base >/dev/null
@@ -59,6 +49,4 @@ for method in $methods; do
 done
 stage report environments/run torch python -m alignment methods --runs runs/compare --methods $methods \
   --out-md log/methods_report.md --figures figure
-printf 'total\t%s\n' "$(( $(date +%s) - started ))" >> "$timings"
-echo "==== compare: wall time per stage (s)" >&2
-column -t -s $'\t' "$timings" >&2
+stages_end

@@ -37,19 +37,9 @@ for dataset in $datasets; do
 done
 [ -n "${datasets// /}" ] || { echo "reproduce.sh: DATASETS is empty" >&2; exit 2; }
 export ADAPTER=${ADAPTER:-lora}
-timings=runs/reproduce_timings.tsv
 mkdir -p runs log figure
-printf 'stage\tseconds\n' > "$timings"
-started=$(date +%s)
-
-stage() {
-  local name=$1 start
-  shift
-  start=$(date +%s)
-  echo "==== reproduce: $name" >&2
-  "$@"
-  printf '%s\t%s\n' "$name" "$(( $(date +%s) - start ))" >> "$timings"
-}
+source common_data/scripts/stages.sh
+stages_start reproduce runs/reproduce_timings.tsv
 
 # The trace's flags: the train section of the embedded recipe of dataset $1, the keys probe.py takes.
 trace_flags() {
@@ -93,8 +83,6 @@ fi
 report=log/alignment_report${variant:+_$variant}.md prefix=${variant:+${variant}_}
 stage report environments/run torch python -m alignment report "${report_args[@]}" \
   --out-md "$report" --figures figure --figure-prefix "$prefix"
-printf 'total\t%s\n' "$(( $(date +%s) - started ))" >> "$timings"
+stages_end
 
-echo "==== reproduce: wall time per stage (s)" >&2
-column -t -s $'\t' "$timings" >&2
 echo "==== reproduce: per-step times of each run in runs/<framework>_<dataset>_$ADAPTER/timings.tsv" >&2
