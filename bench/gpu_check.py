@@ -166,10 +166,16 @@ def align_records(out, encoded, sizes, deadline):
     return records
 
 
-def stage_record(name, seconds, error):
+def stage_record(name, seconds, status, error=None):
     return {"stage": name, "task": "stage", "impl": name, "device": "", "config": {}, "metric": "seconds",
-            "value": seconds, "ratio_to_ours_torch": None, "samples": [],
-            "status": "ok" if error is None else "failed", **({"missing": error} if error else {})}
+            "value": seconds, "ratio_to_ours_torch": None, "samples": [], "status": status,
+            **({"missing": error} if error else {})}
+
+
+def absent_values(records):
+    """'impl: reason' for each implementation of a stage that has no value (e.g. its worker failed)."""
+    return sorted({f"{record['impl']}: {record.get('missing', 'no value')}" for record in records
+                   if record["value"] is None})
 
 
 def stages(out, encoded, sizes):
@@ -198,17 +204,20 @@ def run_check(out, encoded, sizes, budget_s, only=None):
             continue
         start = time.monotonic()
         deadline = min(budget_end, start + STAGE_LIMITS[name] * sizes.time_scale)
-        error = None
+        status, error = "ok", None
         if deadline - start < 5:
-            error = "not run: the time budget is spent"
+            status, error = "failed", "not run: the time budget is spent"
         else:
             try:
-                records.extend(function(deadline))
+                stage_records = function(deadline)
+                records.extend(stage_records)
+                if absent_values(stage_records):
+                    status, error = "partial", "; ".join(absent_values(stage_records))
             except (StageFailed, OSError, ValueError, KeyError) as failure:
-                error = f"{type(failure).__name__}: {failure}"
+                status, error = "failed", f"{type(failure).__name__}: {failure}"
         seconds = time.monotonic() - start
-        records.append(stage_record(name, seconds, error))
-        print(f"gpu_check: {name}: {'ok' if error is None else error} ({seconds:.0f} s)", flush=True)
+        records.append(stage_record(name, seconds, status, error))
+        print(f"gpu_check: {name}: {status}{': ' + error if error else ''} ({seconds:.0f} s)", flush=True)
         write_json(out / "bench_gpu.json", records)
     return records
 
@@ -249,9 +258,10 @@ def main(argv=None):
                           f"gpu_check{' --dry-run' if args.dry_run else ''}: {sizes.model_card} "
                           f"(align: {sizes.align_model_card}), batch {sizes.batch_size}")
     print("\n".join(summary_lines(records)))
-    failed = [record["impl"] for record in records if record["task"] == "stage" and record["status"] != "ok"]
+    failed = [f"{record['impl']} ({record['status']})" for record in records
+              if record["task"] == "stage" and record["status"] != "ok"]
     print(f"gpu_check: wrote {args.out / 'bench_gpu.json'} and {args.out / 'bench_gpu.png'}"
-          + (f"; failed stages: {', '.join(failed)}" if failed else ""))
+          + (f"; stages not ok: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 
