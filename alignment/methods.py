@@ -46,7 +46,7 @@ def side_row(method, side, run, scores):
            "ms per step": 1000 * record.get("phases_s", {}).get("train", math.nan) / steps,
            "peak memory (MiB)": memory.get("bytes", math.nan) / MIB,
            "valid loss at step 0": fall[0] if fall else math.nan,
-           "valid loss at the end": fall[1] if fall else math.nan}
+           "valid loss at the end": fall[1] if fall else math.nan, "device": record.get("device", "unknown")}
     row.update({metric: (scores or {}).get(metric, math.nan) for metric in METRICS})
     return row
 
@@ -150,7 +150,9 @@ def build_methods_report(folder, methods, out_md, out_html, figures_dir, toleran
     figure_path = Path(figures_dir) / f"{prefix}methods.png"
     plot_methods(figure_path, table, curves)
     metric_formats = dict.fromkeys(METRICS, ".4f")
-    shown = display(table, {"steps": ".0f", "trainable parameters": ",.0f", "ms per step": ".0f", "peak memory (MiB)": ".0f",
+    devices = "; ".join(f"{SIDES[side]} on {', '.join(sorted(set(table[table.framework == SIDES[side]].device)))}"
+                        for side in SIDES)
+    shown = display(table.drop(columns="device"), {"steps": ".0f", "trainable parameters": ",.0f", "ms per step": ".0f", "peak memory (MiB)": ".0f",
                             "valid loss at step 0": ".4f", "valid loss at the end": ".4f", **metric_formats})
     delta_formats = {column: ".2e" for column in deltas if column.startswith("Δ ")}
     delta_formats.update({"max |Δ loss|": ".2e", "Δ ms per step": "+.0f", "Δ peak memory (MiB)": "+.0f"})
@@ -161,7 +163,9 @@ def build_methods_report(folder, methods, out_md, out_html, figures_dir, toleran
                       "order and budget of steps, in PyTorch and in Jittor, then decodes the sampled E2E test set "
                       "with beam search and is scored by the official E2E scorer. Time per step is the training "
                       "phase's wall time over its steps (validation excluded); peak memory is the process's peak "
-                      "(resident set on a CPU, the allocator's peak on a GPU)."),
+                      "(resident set on a CPU, the allocator's peak on a GPU). `make compare` runs a method's two "
+                      "frameworks at once, each on half the cores (PARALLEL=0: one after the other on all of them); "
+                      f"the runs' devices: {devices}."),
             Table(shown), Image(figure_path, "Validation loss, BLEU, time per step and peak memory per method")]),
         Section("Jittor − PyTorch", [
             Paragraph(f"Per method: the verdict of the training curves (tolerance {tolerance:g} nats per token at "

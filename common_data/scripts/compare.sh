@@ -3,8 +3,8 @@
 # budget of steps, decoded, scored and compared in one report.
 #
 #   1. data, base      as `make reproduce` (common_data/scripts/reproduce.sh)
-#   2. <framework> <method>   NLG_<framework>/scripts/pipeline.sh with the method's recipe, MAX_STEP steps
-#                      -> runs/compare/<framework>_<method>/
+#   2. <method>        NLG_<framework>/scripts/pipeline.sh with the method's recipe, MAX_STEP steps, in both
+#                      frameworks at once (PARALLEL=1, common_data/scripts/stages.sh) -> runs/compare/<framework>_<method>/
 #   3. report          python -m alignment methods -> log/methods_report.md (+ .html), figure/methods.png
 #
 # METHODS   (lora jelly dora pissa adalora bitfit full) in report order: an adapter of the pipeline scripts (its
@@ -40,12 +40,7 @@ stage base common_data/scripts/steps.sh base >/dev/null
 for method in $methods; do
   settings=(ADAPTER="$method")
   [ "$method" != full ] || settings=(ADAPTER=lora RECIPE=recipes/methods/e2e_full.yaml)
-  for framework in torch jittor; do
-    folder=NLG_pytorch
-    [ "$framework" = torch ] || folder=NLG_jittor
-    stage "$framework $method" env "${settings[@]}" RUN_DIR="runs/compare/${framework}_$method" \
-      "$folder/scripts/pipeline.sh"
-  done
+  stage "$method" pipelines runs/compare/ "_$method" "${settings[@]}"
 done
 stage report environments/run torch python -m alignment methods --runs runs/compare --methods $methods \
   --out-md log/methods_report.md --figures figure

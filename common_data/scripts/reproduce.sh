@@ -5,9 +5,9 @@
 #   1. data            environments/run torch nlg-data prepare (skipped when up to date)
 #   2. base            the embedded base GPT-2, built once and cached (common_data/scripts/steps.sh base);
 #                      skipped when INIT_CHECKPOINT names a real GPT-2 (then the LoRA paper's recipes run)
-#   3. torch <dataset>  NLG_pytorch/scripts/pipeline.sh: train, beam, decode, eval -> runs/torch_<dataset>_<adapter>/
-#      jittor <dataset> NLG_jittor/scripts/pipeline.sh, the same                  -> runs/jittor_<dataset>_<adapter>/
-#                      for each dataset of DATASETS
+#   3. <dataset>       for each dataset of DATASETS, in both frameworks at once (PARALLEL=1, one thread each on 2
+#                      cores; common_data/scripts/stages.sh): NLG_<framework>/scripts/pipeline.sh, train, beam,
+#                      decode, eval -> runs/<framework>_<dataset>_<adapter>/ (its output in the same name + .log)
 #   4. trace           the embedded default only (no INIT_CHECKPOINT, ADAPTER or RECIPE): python -m alignment
 #                      trace --isolate, 2 steps of one batch of 2 rows of the first dataset with the model, adapter
 #                      and optimizer of its recipe, and beam search on 1 context -> runs/trace/, log/trace_report.md
@@ -57,11 +57,7 @@ stage data environments/run torch nlg-data prepare
 [ -n "${INIT_CHECKPOINT:-}" ] || base=$(stage base common_data/scripts/steps.sh base)
 report_args=()
 for dataset in $datasets; do
-  for framework in torch jittor; do
-    folder=NLG_pytorch
-    [ "$framework" = torch ] || folder=NLG_jittor
-    stage "$framework $dataset" env DATASET="$dataset" "$folder/scripts/pipeline.sh"
-  done
+  stage "$dataset" pipelines runs/ "_${dataset}_$ADAPTER" DATASET="$dataset"
   torch_run=runs/torch_${dataset}_${ADAPTER} jittor_run=runs/jittor_${dataset}_${ADAPTER}
   report_args+=(--dataset "$dataset" --torch "$torch_run" --jittor "$jittor_run"
     --torch-pred "$torch_run/pred.txt" --jittor-pred "$jittor_run/pred.txt"
