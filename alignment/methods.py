@@ -32,6 +32,8 @@ DESCRIPTIONS = {
     "adalora": "AdaLoRA: SVD-form LoRA with a rank budget",
     "bitfit": "BitFit: the bias terms only",
     "full": "full fine-tuning",
+    "rslora": "rsLoRA: LoRA scaled by alpha / sqrt(r)",
+    "loraplus": "LoRA+: B at a higher learning rate",
 }
 
 
@@ -66,14 +68,25 @@ def load_method(folder, method):
 
 
 def kept_ranks_text(folder, method):
-    """Whether AdaLoRA's rank allocations kept the same triplets in both frameworks; 'n/a' for other methods."""
-    allocations = {side: [(event["step"], event["ranks"]) for event in read_metrics(run / "metrics.jsonl")
+    """Whether AdaLoRA's rank allocations kept the same ranks in both frameworks; where they first differ, the
+    relative gap between the last kept and the first dropped score in each (a near-tie when it is tiny); 'n/a' for
+    other methods."""
+    allocations = {side: [event for event in read_metrics(run / "metrics.jsonl")
                           if event["event"] == "rank_allocation"]
                    for side, run in ((side, Path(folder) / f"{side}_{method}") for side in SIDES)}
     if not any(allocations.values()):
         return "n/a"
-    verdict = "identical" if allocations["torch"] == allocations["jittor"] else "different"
-    return f"{verdict} at {len(allocations['torch'])} allocations"
+    pairs = list(zip(allocations["torch"], allocations["jittor"]))
+    differing = [(torch_event, jittor_event) for torch_event, jittor_event in pairs
+                 if (torch_event["step"], torch_event["ranks"]) != (jittor_event["step"], jittor_event["ranks"])]
+    if not differing and len(allocations["torch"]) == len(allocations["jittor"]):
+        return f"identical at {len(pairs)} allocations"
+    if not differing:
+        return f"{len(allocations['torch'])} allocations in PyTorch, {len(allocations['jittor'])} in Jittor"
+    first = differing[0]
+    gaps = ", ".join(f"{SIDES[side]} {number(event.get('margin'), '.1e')}" for side, event in zip(SIDES, first))
+    return (f"different at {len(differing)} of {len(pairs)} allocations, first at step {first[0]['step']} "
+            f"(gap at the threshold: {gaps})")
 
 
 def method_tables(folder, methods, tolerance=DEFAULT_TOLERANCE):

@@ -227,7 +227,8 @@ class Trainer:
         budget = self.allocator.update_and_allocate(step, self.gradients())
         if budget is not None:
             ranks = self.allocator.budget.ranks()
-            self.event("rank_allocation", step=step, budget=budget, ranks=ranks)
+            self.event("rank_allocation", step=step, budget=budget, ranks=ranks,
+                       margin=self.allocator.budget.margin)
             if step == self.allocator.budget.config.final_step:
                 self.console(f"AdaLoRA ranks fixed at step {step}: {sum(ranks.values())} of "
                              f"{self.allocator.budget.init_budget} triplets kept")

@@ -53,6 +53,7 @@ class Budget:
         self.init_budget = init_r * len(triplets)
         self.target_budget = config.target_r * len(triplets)
         self.masks = {name: np.ones(init_r, dtype=bool) for name in triplets}
+        self.margin = None
 
     def scheduled(self, step):
         """(budget, whether to mask) at `step`: peft's budget_schedule."""
@@ -81,9 +82,20 @@ class Budget:
         triplet_scores = {name: e.reshape(-1) + (a.mean(axis=1) + b.mean(axis=0))
                           for name, (a, e, b) in scores.items()}
         dropped = self.init_budget - budget
-        threshold = np.sort(np.concatenate(list(triplet_scores.values())))[dropped - 1] if dropped > 0 else -np.inf
+        ordered = np.sort(np.concatenate(list(triplet_scores.values())))
+        threshold = ordered[dropped - 1] if dropped > 0 else -np.inf
         self.masks = {name: score > threshold for name, score in triplet_scores.items()}
+        self.margin = relative_gap(ordered, dropped)
         return self.masks
 
     def ranks(self):
         return {name: int(mask.sum()) for name, mask in self.masks.items()}
+
+
+def relative_gap(ordered, dropped):
+    """(lowest kept score - highest dropped score) / highest dropped score, of ascending scores; None if nothing or
+    everything is dropped. Where it is as small as the float32 noise between two runs, a run may keep the other
+    triplet of the pair (a near-tie, not a difference of the methods)."""
+    if not 0 < dropped < len(ordered) or ordered[dropped - 1] <= 0:
+        return None
+    return float((ordered[dropped] - ordered[dropped - 1]) / ordered[dropped - 1])

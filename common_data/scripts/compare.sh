@@ -9,8 +9,8 @@
 #
 # METHODS   (lora jelly dora pissa adalora bitfit full) in report order: an adapter of the pipeline scripts (its
 #           recipe recipes/methods/e2e_<adapter>.yaml where there is one, else the embedded default with that
-#           adapter; jelly switches from sequential to parallel at half the steps), or `full` for full
-#           fine-tuning (recipes/methods/e2e_full.yaml)
+#           adapter; jelly switches from sequential to parallel at half the steps), or a LoRA recipe of
+#           recipes/methods/: `full` (full fine-tuning), `rslora`, `loraplus`
 # MAX_STEP  the budget of every run (200); EVAL_INTERVAL (MAX_STEP / 2) with a step-0 evaluation; VALID_ROWS
 #           (200) as the pipeline. Wall times of the stages go to runs/compare/timings.tsv.
 set -euo pipefail
@@ -24,8 +24,9 @@ for name in RUN_DIR ADAPTER RECIPE DATASET; do
 done
 methods=${METHODS:-lora jelly dora pissa adalora bitfit full}
 for method in $methods; do
-  case "$method" in lora|jelly|dora|pissa|adalora|bitfit|full) ;;
-    *) echo "compare.sh: METHODS: '$method' is not one of lora jelly dora pissa adalora bitfit full" >&2; exit 2 ;;
+  case "$method" in lora|jelly|dora|pissa|adalora|bitfit|full|rslora|loraplus) ;;
+    *) echo "compare.sh: METHODS: '$method' is not one of lora jelly dora pissa adalora bitfit full rslora" \
+         "loraplus" >&2; exit 2 ;;
   esac
 done
 [ -n "${methods// /}" ] || { echo "compare.sh: METHODS is empty" >&2; exit 2; }
@@ -39,7 +40,7 @@ stage data environments/run torch nlg-data prepare
 stage base common_data/scripts/steps.sh base >/dev/null
 for method in $methods; do
   settings=(ADAPTER="$method")
-  [ "$method" != full ] || settings=(ADAPTER=lora RECIPE=recipes/methods/e2e_full.yaml)
+  case "$method" in full|rslora|loraplus) settings=(ADAPTER=lora RECIPE="recipes/methods/e2e_$method.yaml") ;; esac
   stage "$method" pipelines runs/compare/ "_$method" "${settings[@]}"
 done
 stage report environments/run torch python -m alignment methods --runs runs/compare --methods $methods \

@@ -13,7 +13,7 @@ OUTPUTS = ["name is in the city centre .", "a cheap pub .", "near the river ."]
 def plant_method(folder, method, run_folder, trainable, loss_offsets=None, jittor_bleu=0.4, jittor_outputs=OUTPUTS,
                  allocations=()):
     """runs/compare/<framework>_<method> folders as compare.sh leaves them: run, scores.json, pred.txt; with
-    allocations, AdaLoRA's rank_allocation events {framework: [(step, ranks)]}."""
+    allocations, AdaLoRA's rank_allocation events {framework: [(step, ranks, margin)]}."""
     for framework in ("torch", "jittor"):
         run = run_folder(folder / f"{framework}_{method}", framework,
                          loss_offsets if framework == "jittor" and loss_offsets else {}, peak_mib=300,
@@ -25,20 +25,21 @@ def plant_method(folder, method, run_folder, trainable, loss_offsets=None, jitto
         (run / "scores.json").write_text(json.dumps(scores))
         (run / "pred.txt").write_text("\n".join(jittor_outputs if framework == "jittor" else OUTPUTS) + "\n")
         with open(run / "metrics.jsonl", "a", encoding="utf-8") as metrics:
-            for step, ranks in allocations[framework] if allocations else ():
-                metrics.write(json.dumps({"event": "rank_allocation", "step": step, "ranks": ranks}) + "\n")
+            for step, ranks, margin in allocations[framework] if allocations else ():
+                metrics.write(json.dumps({"event": "rank_allocation", "step": step, "ranks": ranks,
+                                          "margin": margin}) + "\n")
 
 
 @pytest.fixture
 def planted(tmp_path, run_folder):
     runs = tmp_path / "compare"
     runs.mkdir()
-    kept = [(40, {"h.0.attn.q": 6, "h.0.attn.v": 5}), (50, {"h.0.attn.q": 5, "h.0.attn.v": 4})]
+    kept = [(40, {"h.0.attn.q": 6, "h.0.attn.v": 5}, 0.2), (50, {"h.0.attn.q": 5, "h.0.attn.v": 4}, 0.1)]
     plant_method(runs, "adalora", run_folder, trainable=16384, allocations={"torch": kept, "jittor": kept})
     plant_method(runs, "bitfit", run_folder, trainable=11520, loss_offsets={50: 3e-3}, jittor_bleu=0.38,
                  jittor_outputs=OUTPUTS[:2] + ["by the river ."])
     plant_method(runs, "adalora_r4", run_folder, trainable=20000,
-                 allocations={"torch": kept, "jittor": kept[:1] + [(50, {"h.0.attn.q": 4, "h.0.attn.v": 5})]})
+                 allocations={"torch": kept, "jittor": kept[:1] + [(50, {"h.0.attn.q": 4, "h.0.attn.v": 5}, 3e-6)]})
     return runs
 
 
@@ -55,7 +56,8 @@ def test_each_method_gets_a_row_per_framework_and_its_differences(planted, tmp_p
     assert (adalora["verdict"], adalora["max |Δ loss|"], adalora["Δ BLEU"]) == ("aligned", 0.0, 0.0)
     assert adalora["identical beam outputs"] == "3/3 (100.00%)"
     assert adalora["AdaLoRA's kept ranks"] == "identical at 2 allocations"
-    assert adalora_r4["AdaLoRA's kept ranks"] == "different at 2 allocations"
+    assert adalora_r4["AdaLoRA's kept ranks"] == ("different at 1 of 2 allocations, first at step 50 "
+                                                  "(gap at the threshold: PyTorch 1.0e-01, Jittor 3.0e-06)")
     assert bitfit["AdaLoRA's kept ranks"] == "n/a"
     assert bitfit["verdict"] == "diverged"
     assert bitfit["max |Δ loss|"] == pytest.approx(3e-3)

@@ -33,7 +33,7 @@ def test_help_names_the_datasets_option(tmp_path):
 
 
 @pytest.mark.parametrize("variables, message", [
-    ({"METHODS": "lora prefix"}, "METHODS: 'prefix' is not one of lora jelly dora pissa adalora bitfit full"),
+    ({"METHODS": "lora prefix"}, "METHODS: 'prefix' is not one of lora jelly dora pissa adalora bitfit full rslora loraplus"),
     ({"METHODS": " "}, "METHODS is empty"),
     ({"ADAPTER": "dora"}, "ADAPTER is set per method; unset it"),
     ({"RECIPE": "recipes/embedded/e2e.yaml"}, "RECIPE is set per method; unset it"),
