@@ -144,7 +144,7 @@ def plot_methods(path, table, curves):
     bar_panel(grid[0, 1], table, "BLEU", "BLEU (official E2E scorer)", ".4f")
     bar_panel(grid[1, 0], table, "ms per step", "Training time per step (ms)", ".0f")
     bar_panel(grid[1, 1], table, "peak memory (MiB)", "Peak memory of training (MiB)", ".0f")
-    grid[0, 1].legend(loc="lower right", fontsize="small")
+    grid[0, 1].legend(loc="upper left", fontsize="small")
     figure.suptitle("Adapter methods on the embedded E2E default, one budget of steps")
     save(figure, path)
 
