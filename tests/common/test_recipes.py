@@ -12,7 +12,7 @@ DATASETS = ("e2e", "webnlg", "dart")
 METHODS = {"bitfit": {"adapter": "bitfit", "lora_dim": 0}, "dora": {"adapter": "dora"}, "pissa": {"adapter": "pissa"},
            "adalora": {"adapter": "adalora", "lora_dim": 12, "target_r": 8, "tinit": 30, "tfinal": 60, "deltaT": 10},
            "rslora": {"use_rslora": True},
-           "loraplus": {"loraplus_lr_ratio": 16.0}, "full": {"lora_dim": 0, "lr": 0.0005}}
+           "loraplus": {"loraplus_lr_ratio": 16.0, "lr": 0.0005}, "full": {"lora_dim": 0, "lr": 0.0005}}
 # Hu et al. 2021, Table 11 (GPT-2 L uses GPT-2 M's), with microsoft/LoRA's commands for the flags it does not list
 PAPER_TRAIN = {"train_batch_size": 8, "max_epoch": 5, "lr": 0.0002, "weight_decay": 0.01, "correct_bias": True,
                "adam_beta2": 0.999, "scheduler": "linear", "warmup_step": 500, "lora_dim": 4, "lora_alpha": 32,
