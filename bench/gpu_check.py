@@ -211,8 +211,9 @@ def run_check(out, encoded, sizes, budget_s, only=None):
             try:
                 stage_records = function(deadline)
                 records.extend(stage_records)
-                if absent_values(stage_records):
-                    status, error = "partial", "; ".join(absent_values(stage_records))
+                absent = absent_values(stage_records)
+                if absent:
+                    status, error = "partial", "; ".join(absent)
             except (StageFailed, OSError, ValueError, KeyError) as failure:
                 status, error = "failed", f"{type(failure).__name__}: {failure}"
         seconds = time.monotonic() - start
