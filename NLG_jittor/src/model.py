@@ -14,37 +14,54 @@ from common_data.init_params import init_base_params, start_arrays
 from NLG_jittor.src.adapters import adapter_mode, adapter_state_dict, conv1d_for, is_merged
 
 
-def materialize(x):
-    """A copy of x in its own buffer: Jittor fuses a transpose into the kernel that reads it, but not into a
-    jt.code op (no gradient: used inside the jt.Functions below only)."""
-    return jt.code(x.shape, x.dtype, [x], cpu_header="#include <cstring>",
-                   cpu_src="std::memcpy(out0_p, in0_p, out0->size);")
+# c[b] = a[b] @ b[b] for a [N, n, m], b [N, m, k], each row of c summed over m in order (as Jittor's own CPU
+# matmul sums), the rows shared among the OpenMP threads (Jittor compiles its CPU kernels with -fopenmp)
+_BMM_SRC = """
+const int batch = in0_shape0, n = in0_shape1, m = in0_shape2, k = in1_shape2;
+#pragma omp parallel for collapse(2) schedule(static)
+for (int b = 0; b < batch; b++)
+  for (int i = 0; i < n; i++) {
+    const float* a_row = in0_p + ((size_t)b * n + i) * m;
+    const float* b_mat = in1_p + (size_t)b * m * k;
+    float* c_row = out0_p + ((size_t)b * n + i) * k;
+    for (int j = 0; j < k; j++) c_row[j] = 0.f;
+    for (int p = 0; p < m; p++) {
+      const float scale = a_row[p];
+      const float* b_row = b_mat + (size_t)p * k;
+      #pragma omp simd
+      for (int j = 0; j < k; j++) c_row[j] += scale * b_row[j];
+    }
+  }
+"""
+
+
+def cpu_matmul(a, b):
+    """a @ b over [..., n, m] x [..., m, k] (float32) in one multithreaded CPU kernel: Jittor's own CPU batched
+    matmul is a broadcast, a multiply and a sum, compiled for one thread. A jt.code op reads its inputs
+    contiguous, so a transposed operand is copied first."""
+    (*lead, n, m), k = a.shape, b.shape[-1]
+    out = jt.code((math.prod(lead), n, k), a.dtype, [a.reshape(-1, n, m), b.reshape(-1, m, k)], cpu_src=_BMM_SRC)
+    return out.reshape(*lead, n, k)
 
 
 def swap_last(x):
-    """x with its last two axes exchanged, materialized."""
-    return materialize(x.transpose(*range(x.ndim - 2), x.ndim - 1, x.ndim - 2))
+    """x with its last two axes exchanged."""
+    return x.transpose(*range(x.ndim - 2), x.ndim - 1, x.ndim - 2)
 
 
 class BatchedMatmul(jt.Function):
-    """a @ b over [..., n, m] x [..., m, k] on the CPU, with transposed operands materialized.
-
-    Jittor's CPU batched matmul is a broadcast, a multiply and a sum; autograd writes a @ b's gradients as
-    products that sum over the contiguous last axis, kernels 3-5x slower than those that sum over axis -2. The
-    gradients here, g @ b^T and a^T @ g, take b^T and a^T copied first, so that every product is of that
-    fast kind; values are those of a @ b (forward bit for bit, gradients up to float32 rounding).
-    With transpose_b: a @ b^T for b [..., k, m].
-    """
+    """a @ b over [..., n, m] x [..., m, k] on the CPU (cpu_matmul), gradients g @ b^T and a^T @ g the same way.
+    With transpose_b: a @ b^T for b [..., k, m]."""
 
     def execute(self, a, b, transpose_b=False):
         self.saved = a, b, transpose_b
-        return nn.matmul(a, swap_last(b) if transpose_b else b)
+        return cpu_matmul(a, swap_last(b) if transpose_b else b)
 
     def grad(self, grad_out):
         a, b, transpose_b = self.saved
         if transpose_b:
-            return nn.matmul(grad_out, b), nn.matmul(swap_last(grad_out), a)
-        return nn.matmul(grad_out, swap_last(b)), nn.matmul(swap_last(a), grad_out)
+            return cpu_matmul(grad_out, b), cpu_matmul(swap_last(grad_out), a)
+        return cpu_matmul(grad_out, swap_last(b)), cpu_matmul(swap_last(a), grad_out)
 
 
 def batched_matmul(a, b, transpose_b=False):
@@ -84,15 +101,33 @@ def log_sum_exp(logits):
     return peak.squeeze(-1) + (logits - peak).exp().float64().sum(dim=-1).log().float32()
 
 
+# WeightedTokenLoss's gradient on the CPU, (softmax - (1 - ls) * onehot - ls / V) * weight * grad for logits
+# [rows, V], log normalizers [rows], weight * grad [rows], targets [rows]: the rows shared among the OpenMP
+# threads, each row one vectorized loop (Jittor's kernels compile with -Ofast) and its target entry after it
+_LOSS_GRAD_SRC = """
+const int rows = in0_shape0, vocab = in0_shape1;
+const float smooth = data["smooth"], floor = smooth / vocab;
+#pragma omp parallel for schedule(static)
+for (int r = 0; r < rows; r++) {
+  const float* logit = in0_p + (size_t)r * vocab;
+  float* grad = out0_p + (size_t)r * vocab;
+  const float normalizer = in1_p[r], scale = in2_p[r];
+  #pragma omp simd
+  for (int v = 0; v < vocab; v++) grad[v] = (expf(logit[v] - normalizer) - floor) * scale;
+  const size_t target = in3_p[r];
+  grad[target] = (expf(logit[target] - normalizer) - (1.0f - smooth + floor)) * scale;
+}
+"""
+
+
 class WeightedTokenLoss(jt.Function):
     """sum over rows of weight * ((1 - ls) * (-log p[target]) + ls * (mean over the vocabulary of -log p)).
 
     -log p = logsumexp - logit, with the sums of the forward pass in float64 (Jittor sums in the input's
     precision one element after another). The gradient is written out, (softmax - (1 - ls) * onehot - ls / V)
-    * weight, one elementwise expression over the vocabulary: autograd through gather, exp and the float64 sums
-    would hold several [rows, vocabulary] tensors at once, 10% more peak memory in training. The one-hot part
-    is written into the target column afterwards: a vocabulary-wide comparison with the targets in the same
-    expression keeps g++ from vectorizing Jittor's CPU kernel (scalar expf, 4x slower).
+    * weight: autograd through gather, exp and the float64 sums would hold several [rows, vocabulary] tensors at
+    once, 10% more peak memory in training. On the CPU it is one multithreaded kernel (_LOSS_GRAD_SRC); on a GPU
+    one elementwise expression over the vocabulary, the one-hot part written into the target column afterwards.
     """
 
     def execute(self, logits, targets, weights, label_smooth):
@@ -108,6 +143,10 @@ class WeightedTokenLoss(jt.Function):
         logits, log_normalizer, targets, weights, label_smooth = self.saved
         rows, vocab_size = logits.shape
         scale = weights * grad_sum
+        if not jt.flags.use_cuda:
+            gradient = jt.code(logits.shape, logits.dtype, [logits, log_normalizer, scale, targets],
+                               data={"smooth": label_smooth}, cpu_src=_LOSS_GRAD_SRC)
+            return gradient, None, None, None
         gradient = ((logits - log_normalizer.unsqueeze(1)).exp() - label_smooth / vocab_size) * scale.unsqueeze(1)
         index = jt.arange(rows).int32(), targets
         at_target = (logits[index] - log_normalizer).exp() - ((1.0 - label_smooth) + label_smooth / vocab_size)

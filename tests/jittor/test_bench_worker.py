@@ -50,7 +50,8 @@ def test_the_profile_names_the_matmuls_of_a_training_step(shared, tmp_path, caps
     summary = next(index for index, line in enumerate(lines) if line.startswith("1 steps of gpt2.tiny, batch 2"))
     kinds = lines[summary + 1:]
     shares = [float(line.split("%")[0]) for line in kinds]
-    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.05
+    # each share is rounded to 0.1%, so their sum may pass 100 by half a unit per line
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100 + 0.05 * len(shares)
     # forward x W, backward dY x W^T and X^T x dY: the three forms of a linear layer's matmuls
     assert {"mkl_matmul Trans_a:N Trans_b:N", "mkl_matmul Trans_a:N Trans_b:T",
             "mkl_matmul Trans_a:T Trans_b:N"} <= {line.split("calls")[1].strip() for line in kinds}
