@@ -29,7 +29,7 @@ def sections(path):
 
 def test_the_recipes_are_there():
     names = {str(path.relative_to(REPO_ROOT / "recipes")) for path in RECIPES}
-    assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | {"embedded/e2e_regularised.yaml"} | \
+    assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | {"embedded/e2e_regularised.yaml", "embedded/e2e_long.yaml"} | \
         {f"lora_paper/{dataset}_gpt2_{size}.yaml" for dataset in DATASETS for size in ("md", "lg")} | \
         {f"methods/e2e_{method}.yaml" for method in METHODS}
 
@@ -71,6 +71,16 @@ def test_the_embedded_recipes_differ_only_in_their_data():
         return text.split("\ntrain:", 1)[1].replace(dataset, "DATASET")
 
     assert len({settings(dataset) for dataset in DATASETS}) == 1
+
+
+def test_the_long_variant_trains_more_adapters_longer_and_searches_wider_only():
+    default, variant = (sections(REPO_ROOT / "recipes" / "embedded" / name) for name in ("e2e.yaml", "e2e_long.yaml"))
+    changed = {section: {key: value for key, value in variant[section].items() if default[section].get(key) != value}
+               for section in ("train", "beam")}
+    assert changed == {"train": {"lora_targets": ("q", "k", "v", "c_proj", "c_fc", "mlp_proj"), "max_step": 600,
+                                 "eval_interval": 200, "save_interval": 600},
+                       "beam": {"beam": 10, "length_penalty": 0.9}}
+    assert all(set(default[section]) == set(variant[section]) for section in ("train", "beam"))
 
 
 def test_the_regularised_variant_adds_the_papers_dropout_and_smoothing_with_shared_masks_only():
