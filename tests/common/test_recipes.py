@@ -29,7 +29,8 @@ def sections(path):
 
 def test_the_recipes_are_there():
     names = {str(path.relative_to(REPO_ROOT / "recipes")) for path in RECIPES}
-    assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | {"embedded/e2e_regularised.yaml", "embedded/e2e_long.yaml"} | \
+    assert names == {f"embedded/{dataset}.yaml" for dataset in DATASETS} | \
+        {"embedded/e2e_regularised.yaml", "embedded/e2e_long.yaml"} | \
         {f"lora_paper/{dataset}_gpt2_{size}.yaml" for dataset in DATASETS for size in ("md", "lg")} | \
         {f"methods/e2e_{method}.yaml" for method in METHODS}
 
@@ -74,7 +75,8 @@ def test_the_embedded_recipes_differ_only_in_their_data():
 
 
 def test_the_long_variant_trains_more_adapters_longer_and_searches_wider_only():
-    default, variant = (sections(REPO_ROOT / "recipes" / "embedded" / name) for name in ("e2e.yaml", "e2e_long.yaml"))
+    default, variant = (sections(REPO_ROOT / "recipes" / "embedded" / name)
+                        for name in ("e2e.yaml", "e2e_long.yaml"))
     changed = {section: {key: value for key, value in variant[section].items() if default[section].get(key) != value}
                for section in ("train", "beam")}
     assert changed == {"train": {"lora_targets": ("q", "k", "v", "c_proj", "c_fc", "mlp_proj"), "max_step": 600,
