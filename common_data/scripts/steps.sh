@@ -40,7 +40,9 @@
 #   RESUME=1       continue the run in RUN_DIR; otherwise train starts afresh and removes its earlier outputs
 #   CHECKPOINT     the adapters beam search decodes with (default: the newest model.N.safetensors in RUN_DIR)
 #   data           TRAIN_DATA VALID_DATA TEST_DATA (encoded, default common_data/<dataset>/encoded/*.jsonl),
-#                  VALID_ROWS (validate on the first N rows of VALID_DATA only; embedded default 200, else all),
+#                  VALID_ROWS (validate on N rows of VALID_DATA spread evenly over it, rows i * total / N: the
+#                  splits are sorted by source or size, so the first N would not stand for the split; embedded
+#                  default 200, else all),
 #                  TEST_FORMATTED (common_data/<dataset>/sampled/test_formatted.jsonl), REF_NUM (webnlg,
 #                  dart: reference files written by decode)
 #   embedded base  what it reads, all from the encoded train splits (the valid splits for its valid loss):
@@ -223,6 +225,11 @@ base_checkpoint() {
   printf '%s\n' "$out"
 }
 
+# spread_rows N FILE: N lines of FILE spread evenly over it (0-based lines i * total / N), all of them if fewer.
+spread_rows() {
+  awk -v n="$1" -v total="$(wc -l < "$2")" 'total <= n || NR - 1 == int(picked * total / n) { print; picked++ }' "$2"
+}
+
 newest_checkpoint() {
   local newest
   newest=$(find "$RUN_DIR" -maxdepth 1 -name 'model.*.safetensors' | sed 's/.*model\.\([0-9]*\)\.safetensors/\1/' \
@@ -253,7 +260,7 @@ step_train() {
   if [ -n "${VALID_ROWS:-}" ]; then
     valid=$RUN_DIR/valid.jsonl
     mkdir -p "$RUN_DIR"
-    head -n "$VALID_ROWS" "$VALID_DATA" > "$valid"
+    spread_rows "$VALID_ROWS" "$VALID_DATA" > "$valid"
   fi
   set_flags "${TRAIN_FLAGS[@]}"
   logged train in_env python "$script" --config "$RECIPE" "${FLAGS[@]}" \

@@ -116,7 +116,7 @@ def test_the_pipeline_passes_the_recipe_and_the_options_that_are_set():
     flags = pipeline_flags("--lr", "0.5", LORA_DIM="2")
     assert flags["train"]["--config"] == flags["beam"]["--config"] == "recipes/embedded/e2e.yaml"
     assert (flags["train"]["--lr"], flags["train"]["--lora_dim"], flags["train"]["--max_step"]) == ("0.5", "2", "300")
-    assert (flags["train"]["--eval_interval"], flags["train"]["--train_batch_size"]) == ("100", "16")
+    assert (flags["train"]["--eval_interval"], flags["train"]["--train_batch_size"]) == ("100", "8")
     assert (flags["beam"]["--beam"], flags["beam"]["--batch_size"], flags["beam"]["--seq_len"]) == ("4", "8", "128")
 
 
@@ -153,3 +153,17 @@ def test_the_pipeline_stops_on_a_bad_recipe(tmp_path):
                             text=True, cwd=REPO_ROOT)
     assert result.returncode == 2
     assert f"{recipe}: train: key 'lr': expected a number, got 'fast'" in result.stderr
+
+
+def test_validation_rows_are_spread_over_the_split(tmp_path):
+    lines = [f"{i}\n" for i in range(10)]
+    (tmp_path / "valid.jsonl").write_text("".join(lines))
+
+    def spread(n):
+        result = subprocess.run(["bash", "-c", 'source common_data/scripts/steps.sh; spread_rows "$@"', "steps", str(n),
+                                 str(tmp_path / "valid.jsonl")], capture_output=True, text=True, cwd=REPO_ROOT)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert spread(4) == ["0", "2", "5", "7"]
+    assert spread(10) == spread(12) == [line.strip() for line in lines]
