@@ -80,7 +80,7 @@ def test_the_long_variant_trains_more_adapters_longer_and_searches_wider_only():
     changed = {section: {key: value for key, value in variant[section].items() if default[section].get(key) != value}
                for section in ("train", "beam")}
     assert changed == {"train": {"lora_targets": ("q", "k", "v", "c_proj", "c_fc", "mlp_proj"), "max_step": 600,
-                                 "eval_interval": 200, "save_interval": 600},
+                                 "eval_interval": 200, "save_interval": 600, "train_batch_size": 16},
                        "beam": {"beam": 10, "length_penalty": 0.9}}
     assert all(set(default[section]) == set(variant[section]) for section in ("train", "beam"))
 
