@@ -28,6 +28,38 @@ def attention_mask(past_length, length, padding, device):
     return causal & ((keys >= padding[:, None, None, None]) | (keys == queries))
 
 
+class WeightedTokenLoss(torch.autograd.Function):
+    """sum over rows of weight * ((1 - ls) * (-log p[target]) + ls * (mean over the vocabulary of -log p)).
+
+    The gradient is written out, (softmax - (1 - ls) * onehot - ls / V) * weight, in one [rows, vocabulary]
+    tensor: autograd through log_softmax, gather and mean makes a zero-filled tensor of that size for the
+    gather, another for the mean and adds them, a fifth of a training step's time.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, weights, label_smooth):
+        log_probs = F.log_softmax(logits, dim=-1)
+        per_token = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+        if label_smooth:
+            per_token = (1.0 - label_smooth) * per_token - label_smooth * log_probs.mean(dim=-1)
+        ctx.save_for_backward(log_probs, targets, weights)
+        ctx.label_smooth = label_smooth
+        return (per_token * weights).sum()
+
+    @staticmethod
+    def backward(ctx, grad_sum):
+        log_probs, targets, weights = ctx.saved_tensors
+        label_smooth, vocab_size = ctx.label_smooth, log_probs.shape[1]
+        scale = weights * grad_sum
+        gradient = log_probs.exp()
+        if label_smooth:
+            gradient.sub_(label_smooth / vocab_size)
+        gradient.mul_(scale.unsqueeze(1))
+        rows = torch.arange(len(targets), device=log_probs.device)
+        gradient[rows, targets] -= (1.0 - label_smooth) * scale
+        return gradient, None, None, None
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config, adapter_config):
@@ -144,11 +176,8 @@ class GPT2LMModel(nn.Module):
         if not full_logits:
             keep = weights != 0
             weights, rows, targets = weights[keep], rows[keep], targets[keep]
-        log_probs = F.log_softmax(rows @ self.wte.weight.t(), dim=-1)
-        nll = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
-        smooth = -log_probs.mean(dim=-1)
-        per_token = (1.0 - label_smooth) * nll + label_smooth * smooth
-        return (per_token * weights).sum() / (total + 0.0001)
+        logits = rows @ self.wte.weight.t()
+        return WeightedTokenLoss.apply(logits, targets, weights, label_smooth) / (total + 0.0001)
 
     def load_arrays(self, arrays, strict=True):
         """Copy numpy arrays (checkpoint names) into the parameters.
