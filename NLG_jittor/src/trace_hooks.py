@@ -106,7 +106,9 @@ class Recorder:
             module.remove_forward_hook()
 
     def isolated(self, phase, name, item, like):
-        return jt.array(self.isolate[names.key(self.step, phase, name, item)]).cast(like.dtype)
+        """The other trace's array as a constant: stop_grad, as torch.from_numpy is; a Var that Substitute took in
+        with a gradient would be taped, and its backward pass would hand back that tape's variable."""
+        return jt.array(self.isolate[names.key(self.step, phase, name, item)]).cast(like.dtype).stop_grad()
 
     def point(self, name, item, tensor):
         """Record `tensor` and return the tensor that takes its place. A floating tensor gets a new one, so that
