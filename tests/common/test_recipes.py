@@ -81,7 +81,7 @@ def test_the_long_variant_trains_more_adapters_longer_and_searches_wider_only():
                for section in ("train", "beam")}
     assert changed == {"train": {"lora_targets": ("q", "k", "v", "c_proj", "c_fc", "mlp_proj"), "max_step": 600,
                                  "eval_interval": 200, "save_interval": 600, "train_batch_size": 16},
-                       "beam": {"beam": 10, "length_penalty": 0.9}}
+                       "beam": {"beam": 10, "length_penalty": 0.9, "batch_size": 8, "eval_len": 64}}
     assert all(set(default[section]) == set(variant[section]) for section in ("train", "beam"))
 
 
@@ -117,7 +117,7 @@ def test_the_pipeline_passes_the_recipe_and_the_options_that_are_set():
     assert flags["train"]["--config"] == flags["beam"]["--config"] == "recipes/embedded/e2e.yaml"
     assert (flags["train"]["--lr"], flags["train"]["--lora_dim"], flags["train"]["--max_step"]) == ("0.5", "2", "300")
     assert (flags["train"]["--eval_interval"], flags["train"]["--train_batch_size"]) == ("100", "8")
-    assert (flags["beam"]["--beam"], flags["beam"]["--batch_size"], flags["beam"]["--seq_len"]) == ("4", "8", "128")
+    assert (flags["beam"]["--beam"], flags["beam"]["--batch_size"], flags["beam"]["--seq_len"]) == ("4", "16", "128")
 
 
 def test_an_adapter_with_a_method_recipe_selects_it():
