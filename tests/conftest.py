@@ -66,6 +66,24 @@ def bad_trainer_inputs(tiny_trainer_argv, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bad_trainer_flags(tiny_trainer_argv, tmp_path_factory):
+    """gpt2_ft.py command lines (either framework) that argparse must refuse (exit status 2) with one line naming
+    the flag: {case: (argv, [texts of the line])}. Each case differs from tiny_trainer_argv in one value."""
+    good = tiny_trainer_argv
+    step_at = good.index("--max_step")
+    without_max_step = [*good[:step_at], *good[step_at + 2:]]
+    config = tmp_path_factory.mktemp("bad_flags") / "negative_max_step.yaml"
+    config.write_text("max_step: -5\n")
+    return {
+        "max_step_zero": ([*good, "--max_step", "0"], ["--max_step must be at least 1, got 0"]),
+        "negative_max_step_in_a_config_file": ([*without_max_step, "--config", str(config)],
+                                               ["--max_step must be at least 1, got -5"]),
+        "adalora_target_r_zero": ([*good, "--adapter", "adalora", "--target_r", "0"],
+                                  ["--target_r must be at least 1, got 0", "mask every rank"]),
+    }
+
+
+@pytest.fixture(scope="session")
 def one_error_line():
     """check(stderr, prog): the line `PROG: error: ...` that ends stderr, checked to be its only error and to come
     without a traceback."""

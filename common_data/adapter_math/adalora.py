@@ -31,8 +31,8 @@ class AllocatorConfig:
     def __post_init__(self):
         if not (0 < self.beta1 < 1 and 0 < self.beta2 < 1):
             raise ValueError(f"AdaLoRA: beta1 {self.beta1} and beta2 {self.beta2} must lie in (0, 1)")
-        if self.orth_reg_weight < 0 or self.delta_t < 1 or self.target_r < 0:
-            raise ValueError(f"AdaLoRA: need orth_reg_weight >= 0, deltaT >= 1 and target_r >= 0, got "
+        if self.orth_reg_weight < 0 or self.delta_t < 1 or self.target_r < 1:
+            raise ValueError(f"AdaLoRA: need orth_reg_weight >= 0, deltaT >= 1 and target_r >= 1, got "
                              f"{self.orth_reg_weight}, {self.delta_t} and {self.target_r}")
         if self.tinit >= self.total_step - self.tfinal:
             raise ValueError(f"AdaLoRA: tinit {self.tinit} and tfinal {self.tfinal} leave no budgeting phase in "

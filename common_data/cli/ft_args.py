@@ -148,6 +148,10 @@ def check_args(parser, args):
                      "so that checkpoints fall between optimizer updates")
     if args.max_step is None and args.max_epoch is None:
         parser.error("give --max_epoch or --max_step")
+    for name in ("max_step", "max_epoch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1, got {value}: the run would train nothing")
     unknown = [target for target in args.lora_targets if target not in ADAPTER_TARGETS]
     if unknown or not args.lora_targets:
         parser.error(f"--lora_targets: unknown {unknown}, choose from {', '.join(ADAPTER_TARGETS)}")
@@ -162,8 +166,11 @@ def check_args(parser, args):
     if args.adapter == "adalora" and args.grad_acc > 1:
         parser.error("--adapter adalora allocates ranks after every update, its schedule counting steps: "
                      "give --grad_acc 1")
-    if args.adapter == "adalora" and not 0 <= args.target_r < args.lora_dim:
-        parser.error(f"--target_r {args.target_r} must lie in [0, --lora_dim {args.lora_dim})")
+    if args.adapter == "adalora" and args.target_r < 1:
+        parser.error(f"--target_r must be at least 1, got {args.target_r}: the allocator would mask every rank, "
+                     "leaving no adapter")
+    if args.adapter == "adalora" and not args.target_r < args.lora_dim:
+        parser.error(f"--target_r {args.target_r} must lie in [1, --lora_dim {args.lora_dim})")
     if args.loraplus_lr_ratio is not None and args.loraplus_lr_ratio <= 0:
         parser.error(f"--loraplus_lr_ratio must be positive, got {args.loraplus_lr_ratio}")
     switching = args.switch_epoch is not None or args.switch_step is not None

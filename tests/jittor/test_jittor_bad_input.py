@@ -33,6 +33,15 @@ def test_the_trainer_stops_with_one_line(case, bad_trainer_inputs, one_error_lin
     assert all(text in line for text in texts), line
 
 
+@pytest.mark.parametrize("case", ["max_step_zero", "negative_max_step_in_a_config_file", "adalora_target_r_zero"])
+def test_flags_that_would_train_nothing_are_refused(case, bad_trainer_flags, one_error_line):
+    argv, texts = bad_trainer_flags[case]
+    result = run_trainer(argv)
+    assert result.returncode == 2
+    line = one_error_line(result.stderr, "gpt2_ft.py")
+    assert all(text in line for text in texts), line
+
+
 def test_nlg_debug_shows_the_traceback(bad_trainer_inputs):
     result = run_trainer(bad_trainer_inputs["malformed_jsonl"][0], debug=True)
     assert result.returncode == 1
