@@ -20,9 +20,9 @@ def is_adapter_tensor(name):
 
 def flag_adapter(args):
     """(AdapterConfig, mode) the --lora_* flags describe, for adapter tensors without metadata."""
-    adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim, lora_alpha=float(args.lora_alpha),
-                                   targets=args.lora_targets, jelly_mode=args.jelly_mode,
-                                   use_rslora=args.use_rslora)
+    adapter_config = AdapterConfig(adapter=args.adapter or "lora", lora_dim=args.lora_dim,
+                                   lora_alpha=float(args.lora_alpha), targets=args.lora_targets,
+                                   jelly_mode=args.jelly_mode, use_rslora=args.use_rslora)
     if adapter_config.adapter == "jelly" and adapter_config.jelly_mode == "seq2par":
         raise CheckpointError("--jelly_mode seq2par: adapter tensors without metadata do not say whether they "
                               "were saved before or after the switch; give --jelly_mode sequential or parallel")
@@ -72,5 +72,8 @@ def decoding_arrays(config, args):
         if args.lora_dim and args.lora_dim != adapter_config.lora_dim:
             raise CheckpointError(f"{source}: adapters of rank {adapter_config.lora_dim}, --lora_dim says "
                                   f"{args.lora_dim}")
+        if args.adapter and args.adapter != adapter_config.adapter:
+            raise CheckpointError(f"{source}: {adapter_config.adapter} adapters, --adapter says {args.adapter} "
+                                  "(without --adapter the checkpoint's own kind is taken)")
         return merged(base, trained, config, adapter_config, mode, source)
     return base

@@ -63,7 +63,9 @@ def build_parser(description="Beam search with GPT-2 (+ merged LoRA / JELLY adap
     model.add_argument("--lora_dim", type=int, default=0,
                        help="rank of adapter tensors in --init_checkpoint (an --adapter_checkpoint says its own)")
     model.add_argument("--lora_alpha", type=int, default=128, help="adapter alpha (scale = alpha / r), as --lora_dim")
-    model.add_argument("--adapter", default="lora", choices=ADAPTERS, help="adapter kind, as --lora_dim")
+    model.add_argument("--adapter", default=None, choices=ADAPTERS,
+                       help="adapter kind of adapter tensors in --init_checkpoint (default lora); an "
+                            "--adapter_checkpoint says its own, which --adapter, if given, must match")
     model.add_argument("--use_rslora", action="store_true", help="rsLoRA scale alpha / sqrt(r), as --lora_dim")
     model.add_argument("--lora_targets", type=comma_list, default=("q", "v"),
                        help=f"adapted layers, as --lora_dim; comma-separated from {', '.join(ADAPTER_TARGETS)}")

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from common_data.beam import BeamSettings, banned_ngram_tokens, unique_queries
-from common_data.checkpoint import load_tensors, save_tensors
-from common_data.gpt2_config import GPT2Config, config_for_card
+from common_data.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint, save_tensors
+from common_data.gpt2_config import AdapterConfig, GPT2Config, config_for_card
+from common_data.init_params import init_adapter_params
 from common_data.jsonl import read_jsonl, write_jsonl
 from common_data.paths import REPO_ROOT
 from common_data.synthetic_model import peaked_arrays
@@ -163,3 +164,16 @@ def test_cli_names_the_tensor_that_does_not_fit(cli_files, capsys):
     error = capsys.readouterr().err
     assert str(wrong) in error and "h.1.mlp.c_fc.weight" in error and "(256, 100)" in error \
         and "(256, 1024)" in error
+
+
+def test_cli_checks_adapter_against_the_kind_the_checkpoint_records(cli_files, capsys):
+    config = config_for_card(CARD)
+    adapter_config = AdapterConfig(adapter="dora", lora_dim=4, lora_alpha=32.0)
+    checkpoint = save_model_checkpoint(cli_files, 5, init_adapter_params(config, adapter_config, seed=3),
+                                       checkpoint_metadata(config, adapter_config, "parallel"))
+    argv = [*beam_argv(cli_files, cli_files / "base.safetensors", "dora.jsonl", 1), "--adapter_checkpoint",
+            checkpoint, "--adapter", "lora"]
+    assert gpt2_beam.main([str(arg) for arg in argv]) == 1
+    assert capsys.readouterr().err.strip() == \
+        f"gpt2_beam.py: error: {checkpoint}: dora adapters, --adapter says lora " \
+        "(without --adapter the checkpoint's own kind is taken)"

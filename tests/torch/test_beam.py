@@ -253,6 +253,19 @@ def test_cli_names_the_tensor_that_does_not_fit(tmp_path, tiny_base, encoded_row
     assert str(wrong) in error and "ln_f.bias" in error and "(100,)" in error and "(256,)" in error
 
 
+@pytest.mark.parametrize("saved, given", [("dora", "lora"), ("pissa", "lora"), ("lora", "dora")])
+def test_cli_checks_adapter_against_the_kind_the_checkpoint_records(tmp_path, tiny_base, encoded_rows, saved, given,
+                                                                   capsys):
+    config = config_for_card(CARD)
+    adapter_config = AdapterConfig(adapter=saved, lora_dim=4, lora_alpha=32.0)
+    adapters = init_adapter_params(config, adapter_config, seed=3)
+    checkpoint = save_model_checkpoint(tmp_path, 5, adapters, checkpoint_metadata(config, adapter_config, "parallel"))
+    assert beam_cli(tmp_path, tiny_base, encoded_rows, "--adapter_checkpoint", checkpoint, "--adapter", given) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == f"gpt2_beam.py: error: {checkpoint}: {saved} adapters, --adapter says {given} " \
+                    "(without --adapter the checkpoint's own kind is taken)"
+
+
 def test_cli_rejects_a_checkpoint_of_another_model_card(tmp_path, encoded_rows, capsys):
     other = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=512)
     path = tmp_path / "small.safetensors"
