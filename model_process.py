@@ -5,6 +5,7 @@
 """
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -42,13 +43,20 @@ def find_hf_weights(src):
 
 
 def read_hf_weights(path):
-    """float32 numpy arrays of a model.safetensors, or of a pytorch_model.bin (needs torch; loaded weights_only)."""
+    """float32 numpy arrays of a model.safetensors, or of a pytorch_model.bin (needs torch; loaded weights_only:
+    a file that holds other Python objects is refused, never unpickled)."""
     if path.suffix == ".safetensors":
         arrays, _ = load_tensors(path)
     else:
         import torch
 
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(f"{path}: holds Python objects besides tensors, and nothing is unpickled here: save the "
+                             "model as model.safetensors (transformers' save_pretrained) and import that") from error
+        except RuntimeError as error:
+            raise ValueError(f"{path}: not a PyTorch weights file ({error})") from error
         arrays = {name: tensor.float().numpy() for name, tensor in state.items()}
     return {name: array.astype(np.float32, copy=False) for name, array in arrays.items()}
 

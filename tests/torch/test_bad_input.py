@@ -1,10 +1,13 @@
 """Bad input stops every command with one line naming the file (or flag) and what is wrong, no traceback; --debug
 or NLG_DEBUG=1 shows the traceback. The cases of the trainer come from tests/conftest.py (bad_trainer_inputs)."""
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from common_data.cli.command import USER_ERRORS
 from common_data.paths import REPO_ROOT
@@ -68,3 +71,21 @@ def test_beam_search_and_model_process_name_a_file_that_is_not_safetensors(bad_t
         assert result.returncode == 1
         line = one_error_line(result.stderr, prog)
         assert pickled in line and "not a safetensors file" in line and "model_process.py import-hf" in line
+
+
+def test_import_hf_refuses_a_pickle_without_advising_to_unpickle_it(tmp_path, one_error_line):
+    """torch's own message on a file its restricted loader refuses suggests weights_only=False."""
+    (tmp_path / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_head": 2, "vocab_size": 16,
+                                                      "n_positions": 16}))
+    torch.save({"wte.weight": np.zeros((16, 8), np.float32)}, tmp_path / "pytorch_model.bin")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "config.json").write_text((tmp_path / "config.json").read_text())
+    (tmp_path / "cut" / "pytorch_model.bin").write_bytes((tmp_path / "pytorch_model.bin").read_bytes()[:200])
+    expected = {tmp_path: "holds Python objects besides tensors, and nothing is unpickled here",
+                tmp_path / "cut": "not a PyTorch weights file"}
+    for folder, text in expected.items():
+        result = run([REPO_ROOT / "model_process.py", "import-hf", folder, tmp_path / "out.safetensors"])
+        assert result.returncode == 1 and "weights_only" not in result.stderr
+        line = one_error_line(result.stderr, "model_process.py")
+        assert line.startswith(f"model_process.py: error: {folder / 'pytorch_model.bin'}: {text}"), line
+    assert not (tmp_path / "out.safetensors").exists()
