@@ -10,6 +10,7 @@ from alignment.methods import DESCRIPTIONS, build_methods_report
 from alignment.report import DatasetInputs, build_report
 from alignment.summary import verdict_sentence
 from alignment.trace_report import MANIFEST, run_trace
+from common_data.cli.command import add_debug_argument, command
 
 # per-dataset options of `report`, by their DatasetInputs field
 PER_DATASET = {"torch": "torch_run", "jittor": "jittor_run", "torch_pred": "torch_pred",
@@ -115,6 +116,7 @@ def build_parser():
     add_output_arguments(trace, "log/trace_report.md", "trace_")
     trace.add_argument("recorder_args", nargs=argparse.REMAINDER, metavar="-- RECORDER_FLAGS",
                        help="the recorders' flags")
+    add_debug_argument(report, legacy, methods, trace)
     return parser
 
 
@@ -163,6 +165,7 @@ def methods_main(args):
     return 0
 
 
+@command("python -m alignment")
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

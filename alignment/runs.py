@@ -14,7 +14,7 @@ import pandas as pd
 from alignment.console_log import read_console_log
 from alignment.run_log import (CHECKPOINT_COLUMNS, EVAL_BATCH_COLUMNS, EVAL_COLUMNS, STEP_COLUMNS, SWITCH_COLUMNS,
                                RunLog, frame)
-from common_data.runlog import read_metrics
+from common_data.runlog import read_metrics_and_torn_line
 
 METRICS_FILE = "metrics.jsonl"
 RECORD_PATTERNS = ("run.json", "run.*.json")
@@ -44,12 +44,15 @@ def read_run_folder(folder):
     notes = []
     metrics_path = folder / METRICS_FILE
     if metrics_path.is_file():
-        for number, event in enumerate(read_metrics(metrics_path), 1):
+        events, torn_line = read_metrics_and_torn_line(metrics_path)
+        for number, event in enumerate(events, 1):
             if not isinstance(event, dict) or "event" not in event:
-                raise ValueError(f"{metrics_path}:{number}: an event needs an 'event' field, got {event!r}")
+                raise ValueError(f"{metrics_path}: line {number}: an event needs an 'event' field, got {event!r}")
             if event["event"] in EVENT_TABLES:
                 table = EVENT_TABLES[event["event"]][0]
                 rows[table].append({key: value for key, value in event.items() if key != "event"})
+        if torn_line is not None:
+            notes.append(f"{metrics_path}: line {torn_line}: cut off (the run was stopped while writing it), skipped")
     else:
         notes.append(f"{metrics_path}: missing")
     tables = {table: numeric(frame(rows[table], columns)) for table, columns in EVENT_TABLES.values()}
@@ -68,7 +71,8 @@ def read_records(folder):
                 try:
                     record = json.load(handle)
                 except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}: not JSON: {error}") from None
+                    raise ValueError(f"{path}: line {error.lineno}: not valid JSON ({error.msg}, column "
+                                     f"{error.colno})") from None
             check_record(path, record)
             records[path.name.removesuffix(".json").removeprefix("run.")] = record
     if (folder / STEP_TIMINGS).is_file():

@@ -182,6 +182,13 @@ class MetricsLog:
 
 def read_metrics(path):
     """The events of a metrics.jsonl; a torn last line (a run killed mid-write) is skipped."""
+    return read_metrics_and_torn_line(path)[0]
+
+
+def read_metrics_and_torn_line(path):
+    """(events, number of the torn last line or None) of a metrics.jsonl: a last line cut off without its
+    newline, as a run killed while writing it leaves, is skipped; a bad line anywhere else raises ValueError
+    naming the file and the line."""
     events = []
     with open(path, encoding="utf-8") as handle:
         lines = handle.readlines()
@@ -190,9 +197,10 @@ def read_metrics(path):
             events.append(json.loads(line))
         except json.JSONDecodeError as error:
             if number == len(lines) and not line.endswith("\n"):
-                break
-            raise ValueError(f"{path}:{number}: not a JSON object: {error}") from None
-    return events
+                return events, number
+            raise ValueError(f"{path}: line {number}: not a JSON object ({error.msg}); only the last line may be "
+                             "cut off, by a run killed while writing it") from None
+    return events, None
 
 
 def git_state(repo=REPO_ROOT):

@@ -56,6 +56,39 @@ def test_report_command_rejects_groups_that_do_not_line_up(tmp_path, capsys):
     assert "--jittor is given 1 times for 2 datasets" in capsys.readouterr().err
 
 
+def cut_line(path, number, keep):
+    """Cut line `number` (1-based) of a file to its first `keep` characters; the last line loses its newline."""
+    lines = path.read_text().splitlines(keepends=True)
+    lines[number - 1] = lines[number - 1][:keep] + ("\n" if number < len(lines) else "")
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: cut_line(run / "metrics.jsonl", 5, 30), "metrics.jsonl: line 5: not a JSON object"),
+    (lambda run: (run / "run.json").write_text((run / "run.json").read_text()[:60]), "run.json: line "),
+], ids=["metrics_cut_in_the_middle", "run_json_cut"])
+def test_report_on_a_damaged_run_stops_with_one_line_naming_the_file_and_line(tmp_path, run_folder, damage, message,
+                                                                              capsys, one_error_line):
+    runs = [run_folder(tmp_path / name, name, {}, peak_mib=64) for name in ("torch", "jittor")]
+    damage(runs[0])
+    assert main(["report", "--torch", str(runs[0]), "--jittor", str(runs[1]), "--out-md", str(tmp_path / "r.md"),
+                 "--figures", str(tmp_path / "figure")]) == 1
+    line = one_error_line(capsys.readouterr().err, "python -m alignment")
+    assert line.startswith(f"python -m alignment: error: {runs[0]}/") and message in line, line
+
+
+def test_report_reads_a_killed_run_up_to_its_torn_last_line_and_says_so(tmp_path, run_folder, capsys):
+    runs = [run_folder(tmp_path / name, name, {}, peak_mib=64) for name in ("torch", "jittor")]
+    metrics = runs[0] / "metrics.jsonl"
+    lines = len(metrics.read_text().splitlines())
+    cut_line(metrics, lines, 25)
+    main(["report", "--torch", str(runs[0]), "--jittor", str(runs[1]), "--out-md", str(tmp_path / "r.md"),
+          "--figures", str(tmp_path / "figure")])
+    assert "error" not in capsys.readouterr().err
+    assert f"{metrics}: line {lines}: cut off (the run was stopped while writing it), skipped" in \
+        (tmp_path / "r.md").read_text()
+
+
 @pytest.mark.parametrize("command", ["report", "legacy"])
 def test_help_describes_each_command(command, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -89,7 +89,7 @@ def test_metrics_log_writes_strict_json_and_resume_keeps_events_up_to_the_step(t
 def test_read_metrics_names_a_broken_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
-    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2: not a JSON object"):
         read_metrics(path)
 
 
