@@ -9,6 +9,7 @@ A training run writes, at step N, into its output folder:
   model.N.json         the same metadata, readable: step, epoch, config, adapter_config, adapter_mode,
   trainer.N.safetensors  optimizer / scheduler / RNG / data-position state.
 """
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -17,21 +18,43 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from common_data.atomic import atomic_open, atomic_path
+from common_data.atomic import atomic_open, atomic_path, temporary_file_pattern
 from common_data.errors import UserError
 from common_data.gpt2_config import MODEL_CARDS, AdapterConfig, GPT2Config, base_param_shapes
 
 METADATA_KEY = "metadata"
+RUN_CHECKPOINT_NAME = r"(?:model|trainer)\.\d+\.(?:safetensors|json)"
+# safetensors writes into a temporary file of its own beside the one it is given (Rust's tempfile: ".tmp" and six
+# characters), renamed when complete
+SAFETENSORS_TEMPORARY_NAME = r"\.tmp[A-Za-z0-9]{6}"
+LEFT_BY_AN_INTERRUPTED_SAVE = re.compile(f"{temporary_file_pattern(RUN_CHECKPOINT_NAME)}|{SAFETENSORS_TEMPORARY_NAME}")
 
 
 class CheckpointError(UserError, ValueError):
-    """A checkpoint that cannot be read, or that does not fit the model configuration."""
+    """A checkpoint that cannot be read or written, or that does not fit the model configuration."""
+
+
+@contextlib.contextmanager
+def reporting_write_failure(path):
+    """A failed write of `path` (a full disk, say) raises CheckpointError naming it and, for a run's checkpoint,
+    the newest complete checkpoint beside it, which the failure left as it was."""
+    try:
+        yield
+    except (SafetensorError, OSError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        message = f"{path}: cannot write it ({reason})"
+        if re.fullmatch(RUN_CHECKPOINT_NAME, Path(path).name):
+            folder = Path(path).parent
+            step = newest_complete_step(folder)
+            message += (f"; no complete checkpoint in {folder} yet" if step is None else
+                        f"; the newest complete checkpoint, {model_checkpoint_path(folder, step)}, is untouched")
+        raise CheckpointError(message) from error
 
 
 def save_tensors(path, arrays, metadata=None):
     """Write arrays to a safetensors file (atomically); metadata is stored as a JSON string in its header."""
     header = None if metadata is None else {METADATA_KEY: json.dumps(metadata)}
-    with atomic_path(path) as tmp:
+    with reporting_write_failure(path), atomic_path(path) as tmp:
         save_file({name: np.ascontiguousarray(a) for name, a in arrays.items()}, str(tmp), metadata=header)
 
 
@@ -67,9 +90,19 @@ def save_model_checkpoint(out_dir, step, arrays, metadata):
     """Write model.{step}.safetensors and model.{step}.json; returns the safetensors path."""
     path = model_checkpoint_path(out_dir, step)
     save_tensors(path, arrays, metadata)
-    with atomic_open(path.with_suffix(".json")) as handle:
+    with reporting_write_failure(path.with_suffix(".json")), atomic_open(path.with_suffix(".json")) as handle:
         json.dump(metadata, handle, indent=2)
     return path
+
+
+def remove_interrupted_saves(out_dir):
+    """Delete the temporary files that saves of checkpoints killed before they finished left in out_dir (a save
+    that fails removes its own); returns their paths. The trainers call it before they write anything."""
+    removed = [path for path in Path(out_dir).glob(".*") if LEFT_BY_AN_INTERRUPTED_SAVE.fullmatch(path.name)]
+    for path in removed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return removed
 
 
 def load_model_checkpoint(path):
@@ -139,3 +172,10 @@ def checkpoint_steps(out_dir):
     pattern = re.compile(r"model\.(\d+)\.safetensors")
     matches = (pattern.fullmatch(p.name) for p in Path(out_dir).glob("model.*.safetensors"))
     return sorted(int(m.group(1)) for m in matches if m)
+
+
+def newest_complete_step(out_dir):
+    """The newest step with both its model and its trainer checkpoint in out_dir (the trainer file is written
+    last), or None."""
+    complete = [step for step in checkpoint_steps(out_dir) if trainer_checkpoint_path(out_dir, step).is_file()]
+    return complete[-1] if complete else None

@@ -1,3 +1,5 @@
+import resource
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,18 @@ def bad_trainer_flags(tiny_trainer_argv, tmp_path_factory):
         "adalora_target_r_zero": ([*good, "--adapter", "adalora", "--target_r", "0"],
                                   ["--target_r must be at least 1, got 0", "mask every rank"]),
     }
+
+
+@pytest.fixture(scope="session")
+def file_size_limit():
+    """limit(n_bytes): a preexec_fn for subprocess.run under which writing a file past n_bytes fails with EFBIG, as a
+    full disk fails a write (SIGXFSZ ignored, so that the write returns the error instead of killing the process)."""
+    def limit(n_bytes):
+        def apply():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, n_bytes))
+        return apply
+    return limit
 
 
 @pytest.fixture(scope="session")

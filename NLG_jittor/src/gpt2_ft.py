@@ -26,7 +26,7 @@ from tqdm import tqdm
 from common_data import batching, runlog
 from common_data.adapter_math.adalora import AllocatorConfig
 from common_data.checkpoint import (checkpoint_metadata, load_base_checkpoint, load_model_checkpoint,
-                                    model_checkpoint_path, save_model_checkpoint)
+                                    model_checkpoint_path, remove_interrupted_saves, save_model_checkpoint)
 from common_data.cli.command import command, output_folder
 from common_data.cli.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
@@ -345,6 +345,7 @@ class Trainer:
         """Train to the end; returns the process exit status (1 after a non-finite loss)."""
         args = self.args
         output_folder(args.work_dir)
+        remove_interrupted_saves(args.work_dir)
         resumed_from = self.resume() if args.resume else None
         self.open_records(resumed_from)
         status = "failed"

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from common_data.checkpoint import checkpoint_steps, load_model_checkpoint
 from common_data.paths import REPO_ROOT
 from common_data.runlog import read_metrics
 from NLG_jittor.src import gpt2_ft
@@ -60,3 +61,26 @@ def test_the_run_json_of_a_run_repeats_it(tiny_trainer_argv, tmp_path):
     assert len(losses(first)) == 3 and losses(again) == losses(first)
     first_args, again_args = (json.loads((folder / "run.json").read_text())["args"] for folder in (first, again))
     assert {**again_args, "work_dir": None, "config": None} == {**first_args, "work_dir": None}
+
+
+def test_a_full_disk_at_a_checkpoint_leaves_the_last_one_and_names_it(tiny_trainer_argv, tmp_path, file_size_limit,
+                                                                      one_error_line):
+    """A resumed run first removes the temporary files a killed save left; then its checkpoint cannot be written
+    (16 MiB of adapters, files limited to 8 MiB, more than Jittor writes into its cache): the error names the file
+    and the checkpoint --resume would take."""
+    work_dir = tmp_path / "run"
+    argv = [*tiny_trainer_argv, "--lora_dim", "256", "--lora_targets", "c_attn,c_proj,c_fc,mlp_proj", "--work_dir",
+            str(work_dir)]
+    assert gpt2_ft.main(argv) == 0
+    for name in (".model.2.safetensors.x1y2z3w4.tmp", ".tmpAbC123"):
+        (work_dir / name).write_bytes(bytes(1024))
+    result = subprocess.run([sys.executable, str(TRAINER), *argv, "--resume", "--max_step", "2"], capture_output=True,
+                            text=True, cwd=REPO_ROOT, preexec_fn=file_size_limit(8 * 2 ** 20))
+    assert result.returncode == 1
+    line = one_error_line(result.stderr, "gpt2_ft.py")
+    assert line.startswith(f"gpt2_ft.py: error: {work_dir / 'model.2.safetensors'}: cannot write it (") \
+        and "File too large" in line, line
+    assert line.endswith(f"; the newest complete checkpoint, {work_dir / 'model.1.safetensors'}, is untouched")
+    assert sorted(path.name for path in work_dir.iterdir() if path.name.startswith(".")) == []
+    assert checkpoint_steps(work_dir) == [1]
+    assert load_model_checkpoint(work_dir / "model.1.safetensors")[1]["step"] == 1
