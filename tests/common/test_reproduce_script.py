@@ -1,4 +1,6 @@
-"""common_data/scripts/reproduce.sh and compare.sh refuse what they cannot run before they start any stage."""
+"""common_data/scripts/reproduce.sh and compare.sh refuse what they cannot run before they start any stage, and stop
+at the first stage that fails, naming it, each error printed once."""
+import shutil
 import subprocess
 
 import pytest
@@ -48,3 +50,70 @@ def test_compare_refuses_bad_options_before_any_stage(tmp_path, variables, messa
 def test_compare_help_names_the_methods_and_the_report(tmp_path):
     done = subprocess.run([str(COMPARE), "--help"], capture_output=True, text=True, check=True)
     assert "lora jelly dora pissa adalora bitfit full" in done.stdout and "log/methods_report.md" in done.stdout
+
+
+FAILING_STEP = """#!/usr/bin/env bash
+echo "steps.sh: RECIPE=bad.yaml cannot be used (see above)" >&2
+exit 2
+"""
+FAILING_PIPELINE = """#!/usr/bin/env bash
+echo "pipeline.sh: RECIPE=bad.yaml cannot be used (see above)" >&2
+exit 2
+"""
+
+
+def stub_tree(tmp_path, base_step, pipeline):
+    """A copy of the scripts in tmp_path with stubs for what they run: environments/run (succeeds),
+    common_data/scripts/steps.sh (base_step) and NLG_*/scripts/pipeline.sh (pipeline); each stub appends its
+    name to ran.txt."""
+    scripts = tmp_path / "common_data/scripts"
+    scripts.mkdir(parents=True)
+    for name in ("reproduce.sh", "compare.sh", "stages.sh"):
+        shutil.copy(REPO_ROOT / "common_data/scripts" / name, scripts / name)
+    stubs = {"environments/run": "#!/usr/bin/env bash\n", "common_data/scripts/steps.sh": base_step,
+             "NLG_pytorch/scripts/pipeline.sh": pipeline, "NLG_jittor/scripts/pipeline.sh": pipeline}
+    for path, text in stubs.items():
+        stub = tmp_path / path
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        lines = text.splitlines(keepends=True)
+        stub.write_text("".join([lines[0], f'echo {path} >> "{tmp_path}/ran.txt"\n', *lines[1:]]))
+        stub.chmod(0o755)
+
+
+def ran(tmp_path):
+    return (tmp_path / "ran.txt").read_text().split()
+
+
+def test_reproduce_stops_at_a_failed_base_stage_and_prints_its_error_once(tmp_path):
+    stub_tree(tmp_path, FAILING_STEP, "#!/usr/bin/env bash\n")
+    done = run(tmp_path, tmp_path / "common_data/scripts/reproduce.sh", DATASETS="e2e", RECIPE="bad.yaml")
+    assert done.returncode == 2
+    assert ran(tmp_path) == ["environments/run", "common_data/scripts/steps.sh"]
+    assert done.stderr.count("RECIPE=bad.yaml cannot be used") == 1
+    assert done.stderr.strip().splitlines()[-1] == \
+        "==== reproduce: stage base failed (exit status 2, its error above); no later stage ran"
+
+
+@pytest.mark.parametrize("parallel", ["1", "0"])
+def test_reproduce_stops_at_a_failed_dataset_stage_and_prints_its_error_once(tmp_path, parallel):
+    stub_tree(tmp_path, FAILING_STEP, FAILING_PIPELINE)
+    done = run(tmp_path, tmp_path / "common_data/scripts/reproduce.sh", DATASETS="e2e webnlg", RECIPE="bad.yaml",
+               INIT_CHECKPOINT="gpt2-medium.safetensors", PARALLEL=parallel)
+    assert done.returncode != 0
+    assert ran(tmp_path) == ["environments/run", "NLG_pytorch/scripts/pipeline.sh",
+                             *(["NLG_jittor/scripts/pipeline.sh"] if parallel == "1" else [])]
+    assert done.stderr.count("RECIPE=bad.yaml cannot be used") == 1
+    if parallel == "1":
+        assert "== torch failed; the end of runs/torch_e2e_lora.log:" in done.stderr
+        assert "== jittor failed the same way (runs/jittor_e2e_lora.log)" in done.stderr
+    assert "==== reproduce: webnlg" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("==== reproduce: stage e2e failed (exit status ")
+
+
+def test_compare_stops_at_a_failed_base_stage(tmp_path):
+    stub_tree(tmp_path, FAILING_STEP, "#!/usr/bin/env bash\n")
+    done = run(tmp_path, tmp_path / "common_data/scripts/compare.sh", METHODS="lora dora")
+    assert done.returncode == 2
+    assert ran(tmp_path) == ["environments/run", "common_data/scripts/steps.sh"]
+    assert done.stderr.strip().splitlines()[-1] == \
+        "==== compare: stage base failed (exit status 2, its error above); no later stage ran"
