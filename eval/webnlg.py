@@ -3,7 +3,10 @@
 - BLEU: multi-bleu-detok.perl on the raw texts = sacrebleu's BLEU with 13a tokenization, case-sensitive,
   no smoothing; a blank reference counts as a reference of length 0 for the brevity penalty, as there.
 - METEOR: meteor-1.5 over files, `-l en -norm -r N`, on word-tokenized texts.
-- chrF++: on the raw texts, blank references left out = sacrebleu's CHRF(word_order=2).
+- chrF++: on the raw texts, blank references left out, as GenerationEval's chrF++.py: the mean of the F-scores of
+  the 6 character and 2 word n-gram orders = sacrebleu's CHRF(word_order=2, eps_smoothing=True) (without
+  eps_smoothing sacrebleu takes the F-score of the precision and recall averaged over the orders: ~2e-5 more
+  on WebNLG).
 - TER: on word-tokenized texts, per input the lowest pyter TER over its references (1 for a blank
   one), averaged over inputs (`ter`, written here: see there why). Files read as GenerationEval reads
   them end with an empty input when they end with a newline; its TER of 1 counts, as there.
@@ -40,7 +43,7 @@ def chrf_plus_plus(references, hypotheses):
     kept = [(group, hypothesis) for group, hypothesis in zip(references, hypotheses)
             if any(ref.strip() for ref in group)]
     streams = [[ref if ref.strip() else None for ref in stream] for stream in zip(*(group for group, _ in kept))]
-    return CHRF(word_order=2).corpus_score([hypothesis for _, hypothesis in kept], streams).score / 100
+    return CHRF(word_order=2, eps_smoothing=True).corpus_score([hypothesis for _, hypothesis in kept], streams).score / 100
 
 
 def average_ter(tokenized_references, tokenized_hypotheses):

@@ -24,6 +24,13 @@ def test_chrf_ignores_blank_references_and_inputs_without_any():
     assert chrf_plus_plus(with_blanks, hypotheses) == pytest.approx(chrf_plus_plus(without, hypotheses[:2]))
 
 
+def test_chrf_averages_the_f_scores_of_the_orders_as_generation_eval():
+    # "ab" against "ac" (spaces dropped): character unigrams and word unigrams F = 1/2, the character bigram and the
+    # word bigram match nothing, character 3- to 6-grams there are none: GenerationEval's mean of the 8 per-order
+    # F-scores is 1/8; the F-score of the precision and recall averaged over the 4 orders present would be 1/4
+    assert chrf_plus_plus([["a c"]], ["a b"]) == pytest.approx(0.125, abs=1e-12)
+
+
 def test_word_tokenize_is_treebank_without_sentence_splitting():
     assert word_tokenize("Abilene, Texas isn't big. It has an airport.") == \
         "Abilene , Texas is n't big. It has an airport ."
