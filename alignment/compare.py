@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# (RunLog table, column) of every compared curve; the first is the headline of the verdict
-CURVES = (("steps", "loss"), ("steps", "avg_loss"), ("evals", "valid_loss"))
+# series -> (RunLog table, column) of every compared curve; the first series both runs logged is the headline
+CURVES = {"step_loss": ("step_losses", "loss"), "loss": ("steps", "loss"), "avg_loss": ("steps", "avg_loss"),
+          "valid_loss": ("evals", "valid_loss")}
 DEFAULT_TOLERANCE = 1e-4
 
 
@@ -100,7 +101,7 @@ class RunComparison:
 
     @property
     def headline(self):
-        return self.deltas[CURVES[0][1]]
+        return next((delta for delta in self.deltas.values() if delta.matched), self.deltas["loss"])
 
     @property
     def status(self):
@@ -111,8 +112,8 @@ class RunComparison:
 
 
 def compare_runs(torch_run, jittor_run, tolerance=DEFAULT_TOLERANCE):
-    curves = {column: matched_curve(getattr(torch_run, table), getattr(jittor_run, table), column)
-              for table, column in CURVES}
+    curves = {series: matched_curve(getattr(torch_run, table), getattr(jittor_run, table), column)
+              for series, (table, column) in CURVES.items()}
     epochs = matched_curve(torch_run.steps, jittor_run.steps, "epoch")
     return RunComparison(curves=curves, deltas={series: curve_delta(series, curve, tolerance)
                                                 for series, curve in curves.items()},

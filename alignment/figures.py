@@ -9,6 +9,7 @@ from common_data.atomic import atomic_path
 FRAMEWORKS = {"torch": ("PyTorch", "-"), "jittor": ("Jittor", "--")}  # label, line style
 BAR_COLORS = {"torch": "#ee4c2c", "jittor": "#3b7dd8"}
 SERIES = {  # label, color
+    "step_loss": ("training loss (every step)", "C0"),
     "loss": ("training loss (logged batch)", "C0"),
     "avg_loss": ("training loss (running mean)", "C2"),
     "valid_loss": ("validation loss", "C3"),
@@ -21,19 +22,22 @@ def save(figure, path):
 
 
 def draw_loss_curves(top, bottom, torch_run, jittor_run, comparison, series, legend_columns):
-    """Top: the `series` of both runs. Bottom: Jittor - PyTorch at matched steps, with the tolerance band."""
-    for table, column in CURVES:
-        if column not in series:
+    """Top: the `series` of both runs. Bottom: Jittor - PyTorch at matched steps, with the tolerance band.
+    The logged batch's loss is left out where every step's loss is there."""
+    if len(comparison.curves["step_loss"]):
+        series = [name for name in series if name != "loss"]
+    for name, (table, column) in CURVES.items():
+        if name not in series:
             continue
-        label, color = SERIES[column]
+        label, color = SERIES[name]
         marker = "o" if table == "evals" else None
         for framework, run in (("torch", torch_run), ("jittor", jittor_run)):
-            name, linestyle = FRAMEWORKS[framework]
+            framework_name, linestyle = FRAMEWORKS[framework]
             data = getattr(run, table).dropna(subset=["step", column])
             if len(data):
                 top.plot(data["step"], data[column], color=color, linestyle=linestyle, marker=marker,
-                         markersize=5, linewidth=1.3, label=f"{label}, {name}")
-        curve = comparison.curves[column]
+                         markersize=5, linewidth=1.3, label=f"{label}, {framework_name}")
+        curve = comparison.curves[name]
         if len(curve):
             bottom.plot(curve["step"], curve["delta"], color=color, marker=marker or ".", markersize=5,
                         linewidth=1, label=f"{label} ({len(curve)} matched steps)")
@@ -72,7 +76,8 @@ def plot_loss_panels(path, datasets):
     axes = figure.subplots(2, len(datasets), sharex="col", height_ratios=[3, 2], squeeze=False)
     for column, (name, torch_run, jittor_run, comparison) in enumerate(datasets):
         top, bottom = axes[0, column], axes[1, column]
-        draw_loss_curves(top, bottom, torch_run, jittor_run, comparison, ("loss", "valid_loss"), legend_columns=1)
+        draw_loss_curves(top, bottom, torch_run, jittor_run, comparison, ("step_loss", "loss", "valid_loss"),
+                         legend_columns=1)
         top.set_title(name)
         bottom.set_title(f"{name}: Jittor − PyTorch", fontsize="medium")
     figure.suptitle("Loss of the PyTorch (solid) and Jittor (dashed) runs")

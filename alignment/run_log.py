@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+STEP_LOSS_COLUMNS = ("step", "loss")  # every step's training loss (metrics.jsonl "step" events)
 STEP_COLUMNS = ("step", "epoch", "batches", "lr", "ms_per_batch", "loss", "avg_loss", "ppl")
 # valid_loss is the most precise value the log holds: console logs print it with 2 decimals on the
 # `| Eval` line, but the `average loss 1.3299...` line before it carries the same number in full.
@@ -31,6 +32,7 @@ class RunLog:
     checkpoints: pd.DataFrame
     eval_batches: pd.DataFrame
     switches: pd.DataFrame
+    step_losses: pd.DataFrame = dataclasses.field(default_factory=lambda: frame([], STEP_LOSS_COLUMNS))
     records: dict = dataclasses.field(default_factory=dict)
     notes: list = dataclasses.field(default_factory=list)
 

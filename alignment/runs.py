@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from alignment.console_log import read_console_log
-from alignment.run_log import (CHECKPOINT_COLUMNS, EVAL_BATCH_COLUMNS, EVAL_COLUMNS, STEP_COLUMNS, SWITCH_COLUMNS,
-                               RunLog, frame)
+from alignment.run_log import (CHECKPOINT_COLUMNS, EVAL_BATCH_COLUMNS, EVAL_COLUMNS, STEP_COLUMNS, STEP_LOSS_COLUMNS,
+                               SWITCH_COLUMNS, RunLog, frame)
 from common_data.runlog import read_metrics_and_torn_line
 
 METRICS_FILE = "metrics.jsonl"
@@ -21,6 +21,7 @@ RECORD_PATTERNS = ("run.json", "run.*.json")
 STEP_TIMINGS = "timings.tsv"
 # metrics.jsonl event kind -> (RunLog table, its leading columns); "start" and "end" events are not tabled
 EVENT_TABLES = {
+    "step": ("step_losses", STEP_LOSS_COLUMNS),
     "train": ("steps", STEP_COLUMNS),
     "eval": ("evals", EVAL_COLUMNS),
     "checkpoint": ("checkpoints", CHECKPOINT_COLUMNS),

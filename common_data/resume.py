@@ -6,6 +6,8 @@ The trainer file is written after the model file, so a step with a trainer file 
 """
 import dataclasses
 import math
+import re
+from pathlib import Path
 
 from common_data.checkpoint import (checkpoint_steps, load_tensors, model_checkpoint_path, save_tensors,
                                     trainer_checkpoint_path)
@@ -65,6 +67,21 @@ def newest_resumable_step(work_dir):
     """The newest step with both its model and its trainer checkpoint in work_dir, or None."""
     complete = [step for step in checkpoint_steps(work_dir) if trainer_checkpoint_path(work_dir, step).is_file()]
     return complete[-1] if complete else None
+
+
+def resume_point(args):
+    """(folder, step) of the checkpoint a run continues from: --resume_from's, the newest in --work_dir with
+    --resume, or None."""
+    if args.resume_from:
+        path = Path(args.resume_from)
+        match = re.fullmatch(r"trainer\.(\d+)\.safetensors", path.name)
+        if match is None or not path.is_file():
+            raise ValueError(f"--resume_from {path}: not a trainer.N.safetensors file")
+        return path.parent, int(match.group(1))
+    if args.resume:
+        step = newest_resumable_step(args.work_dir)
+        return None if step is None else (args.work_dir, step)
+    return None
 
 
 def load_trainer_state(work_dir, step, args):

@@ -30,7 +30,7 @@ from common_data.checkpoint import (checkpoint_metadata, load_base_checkpoint, l
 from common_data.cli.command import command, output_folder
 from common_data.cli.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
-from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
+from common_data.resume import Progress, load_trainer_state, resume_point, save_trainer_state
 from common_data.schedule import learning_rate
 from NLG_jittor.src import adapters, run_info
 from NLG_jittor.src.distributed import init_ranks
@@ -57,6 +57,7 @@ class Trainer:
         self.build_model()
         self.load_data()
         self.max_step = args.max_step if args.max_step is not None else args.max_epoch * self.batches_per_epoch
+        self.stop_step = min(self.max_step, args.stop_step or self.max_step)
         self.switch_step = args.switch_step
         if args.switch_epoch is not None:
             self.switch_step = math.ceil(args.switch_epoch * self.batches_per_epoch)
@@ -108,12 +109,14 @@ class Trainer:
     # ---- resuming and checkpoints
 
     def resume(self):
-        """Continue from the newest complete checkpoint in work_dir; returns its step or None."""
-        step = newest_resumable_step(self.args.work_dir)
-        if step is None:
+        """Continue from --resume_from or the newest complete checkpoint in work_dir; returns its step or None."""
+        point = resume_point(self.args)
+        if point is None:
             return None
-        arrays, metadata = load_trainer_state(self.args.work_dir, step, self.args)
-        model_arrays, model_metadata = load_model_checkpoint(model_checkpoint_path(self.args.work_dir, step))
+        folder, step = point
+        arrays, metadata = load_trainer_state(folder, step, self.args)
+        self.resumed_checkpoint = model_checkpoint_path(folder, step)
+        model_arrays, model_metadata = load_model_checkpoint(self.resumed_checkpoint)
         if model_metadata["adapter_mode"] == "parallel" and adapters.adapter_mode(self.model) == "sequential":
             adapters.switch_to_parallel(self.model)
         self.model.load_arrays(model_arrays, strict=self.adapter_config.trains_everything)
@@ -284,7 +287,7 @@ class Trainer:
 
     def train(self, bar):
         args, progress = self.args, self.progress
-        while progress.step < self.max_step and (args.max_epoch is None or progress.epoch <= args.max_epoch):
+        while progress.step < self.stop_step and (args.max_epoch is None or progress.epoch <= args.max_epoch):
             if progress.batches_done == 0:
                 self.console(runlog.epoch_start_line(progress.epoch))
                 progress.reset_interval()
@@ -299,6 +302,7 @@ class Trainer:
                 progress.step += 1
                 progress.batches_done += 1
                 progress.add_loss(loss, tokens, time.perf_counter() - start)
+                self.event("step", step=progress.step, loss=loss)
                 bar.update()
                 if progress.step % args.log_interval == 0:
                     self.log_training()
@@ -313,7 +317,7 @@ class Trainer:
                 if progress.step % args.save_interval == 0 or (epoch_done and progress.step % args.grad_acc == 0):
                     with self.record.phase("save"):
                         self.save()
-                if epoch_done or progress.step >= self.max_step:
+                if epoch_done or progress.step >= self.stop_step:
                     break
         if self.last_saved_step != progress.step:
             with self.record.phase("save"):
@@ -338,7 +342,7 @@ class Trainer:
 
     def write_record(self, status):
         self.record.write(status, self.peak_memory(), world_size=self.ranks.world_size, max_step=self.max_step,
-                          batches_per_epoch=self.batches_per_epoch, final_step=self.progress.step,
+                          stop_step=self.stop_step, batches_per_epoch=self.batches_per_epoch, final_step=self.progress.step,
                           trainable_parameters=sum(math.prod(param.shape) for param in self.trainable().values()))
 
     def run(self):
@@ -346,19 +350,19 @@ class Trainer:
         args = self.args
         output_folder(args.work_dir)
         remove_interrupted_saves(args.work_dir)
-        resumed_from = self.resume() if args.resume else None
+        resumed_from = self.resume()
         self.open_records(resumed_from)
         status = "failed"
         try:
             if resumed_from is not None:
-                self.console(f"resuming from {model_checkpoint_path(args.work_dir, resumed_from)}")
+                self.console(f"resuming from {self.resumed_checkpoint}")
             mode = adapters.adapter_mode(self.model)
             adapter = "none" if self.adapter_config.trains_everything else args.adapter
             self.console(str(runlog.AdapterLine(adapter, mode, self.progress.step)))
             self.event("start", step=self.progress.step, adapter_mode=mode, resumed=resumed_from is not None)
             if args.eval_at_start and self.progress.step == 0:
                 self.run_evaluation()
-            with tqdm(total=self.max_step, initial=self.progress.step, desc="train", unit="step",
+            with tqdm(total=self.stop_step, initial=self.progress.step, desc="train", unit="step",
                       disable=not self.ranks.is_main, dynamic_ncols=True) as bar, self.record.phase("train"):
                 self.train(bar)
             self.console(runlog.RULE)

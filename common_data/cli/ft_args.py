@@ -124,6 +124,12 @@ def build_parser():
     run.add_argument("--save_interval", type=int, default=500, help="save a checkpoint every this many steps")
     run.add_argument("--resume", action="store_true",
                      help="continue from the newest complete checkpoint in --work_dir")
+    run.add_argument("--resume_from", default=None, metavar="TRAINER_CHECKPOINT",
+                     help="continue from this trainer.N.safetensors (model.N.safetensors beside it), written by a run "
+                          "of either framework with the same arguments; its later events go to --work_dir")
+    run.add_argument("--stop_step", type=int, default=None,
+                     help="stop after this step; unlike --max_step the learning-rate schedule still runs to "
+                          "--max_step (the alignment verdict replays segments of a run this way)")
     precision = run.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="float16 autocast with loss scaling")
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
@@ -182,6 +188,10 @@ def check_args(parser, args):
         parser.error("--jelly_mode seq2par needs --switch_epoch or --switch_step")
     if (args.switch_epoch or 0) < 0 or (args.switch_step or 0) < 0:
         parser.error("--switch_epoch / --switch_step must not be negative")
+    if args.resume and args.resume_from:
+        parser.error("give --resume or --resume_from, not both")
+    if args.stop_step is not None and args.stop_step < 1:
+        parser.error(f"--stop_step must be at least 1, got {args.stop_step}")
 
 
 def parse_args(argv=None):

@@ -65,8 +65,12 @@ def test_lora_run_logs_like_microsoft_lora_and_saves_adapters_only(e2e_encoded, 
         [f"{learning_rate(step, 2e-4, 'linear', 2, 6):.3g}" for step in range(1, 7)]
     assert ("checkpoint", {"path": str(tmp_path / "model.3.safetensors")}) in records
     assert [(record.index, record.step) for record in records if isinstance(record, EvalLine)] == [(1, 6)]
-    assert [event["event"] for event in read_metrics(tmp_path / "metrics.jsonl")] == \
-        ["start"] + ["train"] * 3 + ["checkpoint"] + ["train"] * 3 + ["eval", "checkpoint", "end"]
+    events = list(read_metrics(tmp_path / "metrics.jsonl"))
+    assert [event["event"] for event in events] == \
+        ["start"] + ["step", "train"] * 3 + ["checkpoint"] + ["step", "train"] * 3 + ["eval", "checkpoint", "end"]
+    # every step's loss is logged, the console's logged batch among them
+    assert [(event["step"], event["loss"]) for event in events if event["event"] == "step"] == \
+        [(event["step"], event["loss"]) for event in events if event["event"] == "train"]
 
     arrays, metadata = load_model_checkpoint(tmp_path / "model.3.safetensors")
     assert len(arrays) == 4 * 2 * 2  # layers x (q, v) x (A, B)
@@ -93,6 +97,21 @@ def test_the_run_json_of_a_run_repeats_it(e2e_encoded, tmp_path):
     assert all(np.array_equal(first_model[name], again_model[name]) for name in first_model)
 
 
+def test_a_segment_replayed_from_another_runs_checkpoint_repeats_its_steps(e2e_encoded, tmp_path):
+    flags = ("--lora_dim", "4", "--lr", "0.001", "--warmup_step", "1", "--max_step", "6", "--save_interval", "3")
+    assert train(e2e_encoded, tmp_path / "run", *flags) == 0
+    assert train(e2e_encoded, tmp_path / "segment", *flags, "--resume_from",
+                 str(tmp_path / "run" / "trainer.3.safetensors"), "--stop_step", "5") == 0
+    original, segment = ([(event["step"], event["loss"]) for event in events(folder, "step")]
+                         for folder in (tmp_path / "run", tmp_path / "segment"))
+    assert [step for step, _ in segment] == [4, 5] and segment == original[3:5]
+    # the schedule still runs to --max_step 6: the rate at step 5 is not the end's 0
+    assert [event["lr"] for event in events(tmp_path / "segment", "train")] == \
+        [event["lr"] for event in events(tmp_path / "run", "train")][3:5]
+    record = json.loads((tmp_path / "segment" / "run.json").read_text())
+    assert (record["final_step"], record["stop_step"], record["max_step"]) == (5, 5, 6)
+
+
 def test_eval_at_start_adds_a_step_0_evaluation_and_changes_nothing_else(e2e_encoded, tmp_path, capsys):
     # with adapter dropout on, an evaluation that drew random numbers would shift every later mask
     flags = ("--lora_dim", "4", "--lora_dropout", "0.1", "--lr", "0.001", "--warmup_step", "1", "--max_step", "3",
@@ -103,7 +122,7 @@ def test_eval_at_start_adds_a_step_0_evaluation_and_changes_nothing_else(e2e_enc
     records = console_records(capsys.readouterr().out)
     assert [(record.index, record.step) for record in records if isinstance(record, EvalLine)] == [(0, 0), (1, 3)]
     start_events = read_metrics(tmp_path / "start" / "metrics.jsonl")
-    assert [event["event"] for event in start_events[:3]] == ["start", "eval", "train"]
+    assert [event["event"] for event in start_events[:3]] == ["start", "eval", "step"]
     evaluations = events(tmp_path / "start", "eval")
     assert evaluations[0]["step"] == 0 and evaluations[0]["valid_loss"] != evaluations[1]["valid_loss"]
     assert [event["valid_loss"] for event in evaluations[1:]] == \
