@@ -1,20 +1,28 @@
-"""`python -m alignment report ...` (our run folders), `python -m alignment legacy ...` (two console logs),
+"""`python -m alignment report ...` (our run folders), `python -m alignment verify ...` (replayed segments and the
+float32 envelope behind a verdict), `python -m alignment legacy ...` (two console logs),
 `python -m alignment trace ...` (where two runs part, module by module) and `python -m alignment methods ...`
 (adapter methods side by side, `make compare`)."""
 import argparse
 import sys
 from pathlib import Path
 
+from alignment import replay
 from alignment.compare import DEFAULT_TOLERANCE
 from alignment.methods import DESCRIPTIONS, build_methods_report
 from alignment.report import DatasetInputs, build_report
+from alignment.runs import read_run
 from alignment.summary import verdict_sentence
 from alignment.trace_report import MANIFEST, run_trace
+from alignment.verdict import judge, read_envelope
+from common_data.cli import verdict_args
 from common_data.cli.command import add_debug_argument, command
+from common_data.cli.config_file import load_file, read_config
+from common_data.cli.verdict_args import DEFAULT_ENVELOPE_FACTOR, DEFAULT_SEGMENT_STEPS, add_verdict_arguments
 
 # per-dataset options of `report`, by their DatasetInputs field
 PER_DATASET = {"torch": "torch_run", "jittor": "jittor_run", "torch_pred": "torch_pred",
-               "jittor_pred": "jittor_pred", "torch_scores": "torch_scores", "jittor_scores": "jittor_scores"}
+               "jittor_pred": "jittor_pred", "torch_scores": "torch_scores", "jittor_scores": "jittor_scores",
+               "envelope": "envelope"}
 NOT_GIVEN = "-"
 LEGACY_TOLERANCE = 0.01  # console logs print losses with 2 decimals
 
@@ -36,7 +44,7 @@ def build_parser():
         description="Compare a PyTorch and a Jittor run: matched loss curves, generation metrics, identical beam "
                     "outputs, peak memory and runtime, and a verdict, as PNG figures plus a Markdown and an HTML "
                     "report.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,legacy,trace,methods}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,verify,legacy,trace,methods}")
 
     report = commands.add_parser(
         "report",
@@ -57,13 +65,35 @@ def build_parser():
     report.add_argument("--jittor-pred", action="append", metavar="FILE", help="Jittor decoded beam outputs")
     report.add_argument("--torch-scores", action="append", metavar="JSON", help="`nlg-eval --json` output, PyTorch")
     report.add_argument("--jittor-scores", action="append", metavar="JSON", help="`nlg-eval --json` output, Jittor")
+    report.add_argument("--envelope", action="append", metavar="JSON",
+                        help="the float32 envelope of the runs' recipe (`python -m alignment verify` writes it)")
     report.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="NATS",
-                        help="largest |Δ loss| (nats per token) at a matched step that still counts as aligned "
+                        help="largest |Δ loss| (nats per token) at a matched step that still counts as step-exact "
                              "(default: %(default)g)")
+    report.add_argument("--envelope-factor", type=float, default=DEFAULT_ENVELOPE_FACTOR, metavar="F",
+                        help="how far above the float32 envelope the free runs' gap may stand (default: %(default)g)")
     report.add_argument("--trace", type=Path, metavar="DIR",
                         help="a --work-dir of `python -m alignment trace`: its verdict, largest errors and figure "
                              "become the section 'Layer-by-layer trace'")
     add_output_arguments(report, "log/alignment_report.md", "")
+
+    verify = commands.add_parser(
+        "verify",
+        help="the evidence of a verdict: replay segments of a run pair and measure the float32 envelope",
+        description="Replay segments of a PyTorch run in Jittor from PyTorch's saved trainer states (into "
+                    "JITTOR/replays/from_torch.STEP; --reverse: PyTorch from Jittor's too), measure the float32 envelope "
+                    "when the free runs are not step-exact (one more PyTorch run, on the base moved by one ulp, into "
+                    "TORCH/envelope) and print the verdict. Settings come from the verdict: section of the runs' recipe "
+                    "(their --config), flags given here win.")
+    verify.add_argument("--torch", type=Path, required=True, metavar="RUN", help="the PyTorch run folder")
+    verify.add_argument("--jittor", type=Path, required=True, metavar="RUN", help="the Jittor run folder")
+    verify.add_argument("--envelope", type=Path, metavar="JSON",
+                        help="the envelope file: kept when it was measured for a run of these arguments, else "
+                             "measured and written there (default: TORCH/envelope.json)")
+    verify.add_argument("--reverse", action="store_true", help="also replay PyTorch from Jittor's saved states")
+    verify.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="NATS",
+                        help="largest |Δ loss| at a step that still counts as step-exact (default: %(default)g)")
+    add_verdict_arguments(verify, defaults=False)
 
     legacy = commands.add_parser(
         "legacy",
@@ -116,7 +146,7 @@ def build_parser():
     add_output_arguments(trace, "log/trace_report.md", "trace_")
     trace.add_argument("recorder_args", nargs=argparse.REMAINDER, metavar="-- RECORDER_FLAGS",
                        help="the recorders' flags")
-    add_debug_argument(report, legacy, methods, trace)
+    add_debug_argument(report, verify, legacy, methods, trace)
     return parser
 
 
@@ -154,6 +184,49 @@ def trace_main(parser, args):
     return 1 if comparison.problems else 0
 
 
+def verify_settings(args, run_args):
+    """segment_steps, segments and envelope_factor: the flags given, else the recipe's verdict: section, else the
+    defaults (the default segments at the run's saves)."""
+    recipe = {}
+    if run_args.get("config") and Path(run_args["config"]).suffix in (".yaml", ".yml"):
+        content = load_file(run_args["config"])
+        if isinstance(content, dict) and "verdict" in content:
+            recipe = read_config(verdict_args.build_parser(), run_args["config"], "verdict")
+    settings = {key: getattr(args, key) if getattr(args, key) is not None else recipe.get(key, default)
+                for key, default in (("segment_steps", DEFAULT_SEGMENT_STEPS), ("segments", None),
+                                     ("envelope_factor", DEFAULT_ENVELOPE_FACTOR))}
+    max_step = run_args["max_step"]
+    if settings["segments"] is None:
+        settings["segments"] = verdict_args.default_segments(settings["segment_steps"], run_args["save_interval"],
+                                                             run_args["warmup_step"], max_step)
+    verdict_args.check_segments(settings["segments"], settings["segment_steps"], run_args["save_interval"], max_step,
+                                "verify")
+    return settings
+
+
+def verify_main(args):
+    torch_args = replay.run_args(args.torch)
+    settings = verify_settings(args, torch_args)
+    runs = {"torch": args.torch, "jittor": args.jittor}
+    for start in (start for start in settings["segments"] if start > 0):
+        for source in ("torch", "jittor") if args.reverse else ("torch",):
+            replaying = replay.OTHER[source]
+            print(f"replaying steps {start + 1}-{start + settings['segment_steps']} in {replaying} from {source}'s "
+                  f"step {start}", file=sys.stderr, flush=True)
+            replay.replay_segment(runs[source], source, runs[replaying], start, settings["segment_steps"])
+    envelope_path = args.envelope or args.torch / "envelope.json"
+    comparison = judge(read_run(args.torch), read_run(args.jittor), args.tolerance, settings["segment_steps"])
+    if comparison.status != "step-exact" and not replay.envelope_matches(envelope_path, torch_args):
+        print(f"measuring the float32 envelope: PyTorch again on the base moved by one ulp -> {envelope_path}",
+              file=sys.stderr, flush=True)
+        replay.measure_envelope(args.torch, envelope_path)
+    envelope = read_envelope(envelope_path) if Path(envelope_path).is_file() else None
+    comparison = judge(read_run(args.torch), read_run(args.jittor), args.tolerance, settings["segment_steps"],
+                       envelope, settings["envelope_factor"])
+    print(f"{args.jittor}: {comparison.status} — {comparison.verdict.reason}")
+    return 0
+
+
 def methods_main(args):
     out_html = args.out_html or args.out_md.with_suffix(".html")
     _, deltas = build_methods_report(args.runs, args.methods, args.out_md, out_html, args.figures, args.tolerance,
@@ -173,6 +246,8 @@ def main(argv=None):
         return trace_main(parser, args)
     if args.command == "methods":
         return methods_main(args)
+    if args.command == "verify":
+        return verify_main(args)
     if args.command == "report":
         datasets = grouped_inputs(parser, args)
         if args.trace is not None and not (args.trace / MANIFEST).exists():
@@ -182,7 +257,8 @@ def main(argv=None):
                                   torch_pred=args.torch_pred, jittor_pred=args.jittor_pred)]
     out_html = args.out_html or args.out_md.with_suffix(".html")
     results = build_report(datasets, args.out_md, out_html, args.figures, args.tolerance, args.figure_prefix,
-                           args.trace if args.command == "report" else None)
+                           args.trace if args.command == "report" else None,
+                           getattr(args, "envelope_factor", DEFAULT_ENVELOPE_FACTOR))
     for result in results:
         print(verdict_sentence(result, emphasis=""))
     print(f"report: {args.out_md}, {out_html}; figures in {args.figures}/")

@@ -93,11 +93,12 @@ def compare_predictions(torch_path, jittor_path):
 
 @dataclasses.dataclass
 class RunComparison:
-    """Matched curves of two runs, with their deltas, and the verdict they add up to."""
+    """Matched curves of two runs, with their deltas, and the verdict they add up to (alignment.verdict.judge)."""
     curves: dict  # series -> matched_curve table
     deltas: dict  # series -> CurveDelta
     tolerance: float
     epoch_mismatches: int  # matched steps logged in different epochs: the runs do not walk the data alike
+    verdict: object = None  # alignment.verdict.Verdict
 
     @property
     def headline(self):
@@ -105,10 +106,7 @@ class RunComparison:
 
     @property
     def status(self):
-        if not any(delta.matched for delta in self.deltas.values()):
-            return "not comparable"
-        aligned = all(delta.first_over_step is None for delta in self.deltas.values())
-        return "aligned" if aligned else "diverged"
+        return self.verdict.kind
 
 
 def compare_runs(torch_run, jittor_run, tolerance=DEFAULT_TOLERANCE):

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from alignment.compare import DEFAULT_TOLERANCE, compare_predictions, compare_runs
+from alignment.compare import DEFAULT_TOLERANCE, compare_predictions
 from alignment.figures import BAR_COLORS, FRAMEWORKS, save
 from alignment.render import Image, Paragraph, Section, Table, number, write_html, write_markdown
 from alignment.runs import read_run
 from alignment.scores import DATASET_METRICS, read_scores
 from alignment.summary import SIDES, share_text, valid_loss_fall
+from alignment.verdict import judge
 from common_data.runlog import read_metrics
 
 TITLE = "Adapter methods on E2E: PyTorch and Jittor"
@@ -96,7 +97,7 @@ def method_tables(folder, methods, tolerance=DEFAULT_TOLERANCE):
         runs, scores, agreement = load_method(folder, method)
         side_rows = {side: side_row(method, side, runs[side], scores[side]) for side in SIDES}
         rows.extend(side_rows.values())
-        comparison = compare_runs(runs["torch"], runs["jittor"], tolerance)
+        comparison = judge(runs["torch"], runs["jittor"], tolerance)
         delta = {"method": method, "verdict": comparison.status,
                  "max |Δ loss|": comparison.headline.max_abs,
                  "identical beam outputs": share_text(agreement),

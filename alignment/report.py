@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from alignment import trace_report
-from alignment.compare import DEFAULT_TOLERANCE, compare_predictions, compare_runs
+from alignment.compare import DEFAULT_TOLERANCE, compare_predictions
 from alignment.figures import plot_loss_curves, plot_side_by_side
 from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, number, write_html, write_markdown
 from alignment.resources import resource_tables
@@ -16,6 +16,9 @@ from alignment.run_log import empty_run
 from alignment.runs import read_run
 from alignment.scores import read_scores
 from alignment.summary import SERIES_NAMES, SIDES, share_text, step_text, summary_section
+from alignment.verdict import judge, read_envelope
+from alignment.verdict_report import verdict_section
+from common_data.cli.verdict_args import DEFAULT_ENVELOPE_FACTOR
 
 TITLE = "Alignment report: PyTorch vs Jittor"
 
@@ -25,7 +28,8 @@ class DatasetInputs:
     """The files to compare for one dataset; a path left None was not given.
 
     A run is a run folder (metrics.jsonl + run.json) or a console log; scores are `nlg-eval --json`
-    outputs; predictions are decoded text files, one output per line.
+    outputs; predictions are decoded text files, one output per line; envelope is the float32 envelope of the
+    runs' recipe (`python -m alignment verify`).
     """
     dataset: str
     torch_run: Path | None = None
@@ -34,6 +38,7 @@ class DatasetInputs:
     jittor_pred: Path | None = None
     torch_scores: Path | None = None
     jittor_scores: Path | None = None
+    envelope: Path | None = None
 
 
 @dataclasses.dataclass
@@ -45,13 +50,14 @@ class DatasetResult:
     predictions: object  # PredictionAgreement or None
     missing: dict  # kind ('run', 'scores', 'predictions') -> ["PyTorch run: not given", ...]
     loss_figure: Path | None
+    envelope: object = None  # alignment.verdict.Envelope
 
     @property
     def dataset(self):
         return self.inputs.dataset
 
 
-def load_dataset(inputs, tolerance, figure_path):
+def load_dataset(inputs, tolerance, figure_path, envelope_factor=DEFAULT_ENVELOPE_FACTOR):
     """Read and compare everything given for one dataset; draw its loss curves when there are any."""
     missing = {"run": [], "scores": [], "predictions": []}
 
@@ -71,12 +77,14 @@ def load_dataset(inputs, tolerance, figure_path):
     predictions = None
     if all(prediction_paths.values()):
         predictions = compare_predictions(prediction_paths["torch"], prediction_paths["jittor"])
-    comparison = compare_runs(runs["torch"], runs["jittor"], tolerance)
+    envelope = None if inputs.envelope is None else read_envelope(inputs.envelope)
+    comparison = judge(runs["torch"], runs["jittor"], tolerance, envelope=envelope, factor=envelope_factor)
     has_curves = any(len(run.steps) or len(run.evals) for run in runs.values())
     if has_curves:
         plot_loss_curves(figure_path, f"{inputs.dataset}: loss of PyTorch and Jittor runs", runs["torch"],
                          runs["jittor"], comparison)
-    return DatasetResult(inputs, runs, comparison, scores, predictions, missing, figure_path if has_curves else None)
+    return DatasetResult(inputs, runs, comparison, scores, predictions, missing, figure_path if has_curves else None,
+                         envelope)
 
 
 def curves_section(results):
@@ -166,16 +174,17 @@ def inputs_section(results):
 
 
 def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLERANCE, figure_prefix="",
-                 trace_dir=None):
+                 trace_dir=None, envelope_factor=DEFAULT_ENVELOPE_FACTOR):
     """Compare each DatasetInputs, draw the figures into `figures_dir` and write the report; returns the results.
     trace_dir: a --work-dir of `python -m alignment trace`, reported in a section of its own."""
     figures_dir = Path(figures_dir)
-    results = [load_dataset(inputs, tolerance, figures_dir / f"{figure_prefix}{inputs.dataset}_loss_curves.png")
-               for inputs in datasets]
+    results = [load_dataset(inputs, tolerance, figures_dir / f"{figure_prefix}{inputs.dataset}_loss_curves.png",
+                            envelope_factor) for inputs in datasets]
     runtime, memory = resource_tables([(result.dataset, result.runs["torch"], result.runs["jittor"])
                                        for result in results])
     sections = [
         summary_section(results, tolerance, figures_dir, figure_prefix),
+        verdict_section(results, tolerance, figures_dir, figure_prefix),
         curves_section(results),
         outputs_section(results),
         *([trace_report.report_section(trace_dir, figures_dir, figure_prefix)] if trace_dir is not None else []),

@@ -18,19 +18,23 @@ def step_text(step):
 
 
 def verdict_sentence(result, emphasis="**"):
-    """One sentence per dataset; `emphasis` wraps its lead (Markdown bold in the report, nothing on a console)."""
+    """The verdict and its reason, then how far the runs are apart; `emphasis` wraps the lead (Markdown bold in the
+    report, nothing on a console)."""
     comparison = result.comparison
     lead = f"{emphasis}{result.dataset}: {comparison.status}{emphasis} —"
     if comparison.status == "not comparable":
         reasons = "; ".join(result.missing["run"]) or "the two runs share no logged step"
         return f"{lead} no matched steps ({reasons})."
-    head = next(delta for delta in comparison.deltas.values() if delta.matched)
+    text = f"{lead} {comparison.verdict.reason}"
+    head = comparison.headline
     name = SERIES_NAMES[head.series]
+    if not head.matched:
+        return text
     if head.max_at_step is None:
-        text = f"{lead} the {name} is identical at all {head.matched} matched steps."
+        text += f" The {name} is identical at all {head.matched} matched steps."
     else:
-        text = (f"{lead} over {head.matched} matched steps the {name} differs by at most "
-                f"{number(head.max_abs, '.3e')} (step {head.max_at_step}), {number(head.mean_abs, '.3e')} on average.")
+        text += (f" Over {head.matched} matched steps the {name} differs by at most {number(head.max_abs, '.3e')} "
+                 f"(step {head.max_at_step}), {number(head.mean_abs, '.3e')} on average.")
     over = [f"{SERIES_NAMES[delta.series]} from step {delta.first_over_step}"
             for delta in comparison.deltas.values() if delta.first_over_step is not None]
     tolerance = f"the tolerance {comparison.tolerance:g}"
@@ -103,9 +107,10 @@ def metric_blocks(result):
 
 def summary_section(results, tolerance, figures_dir, figure_prefix):
     """The section the report opens with; draws figures_dir/<prefix>summary_{loss_curves,metrics}.png."""
-    blocks = [Paragraph(f"Tolerance on |Δ loss|: {tolerance:g} (nats per token). A pair of runs is **aligned** when "
-                        "at every step both logged, each loss series (training loss, its running mean, validation "
-                        "loss) differs by no more than that; Δ is Jittor minus PyTorch. The validation loss is "
+    blocks = [Paragraph(f"Tolerance on |Δ loss|: {tolerance:g} (nats per token). A pair of runs is **step-exact** "
+                        "when at every step both logged, each loss series (training loss at every step, the logged "
+                        "batch's, its running mean, validation loss) differs by no more than that; Δ is Jittor minus "
+                        "PyTorch. Runs that are not may still be **equivalent** (see Verdict). The validation loss is "
                         "evaluated before the first step (step 0) and during the run."),
               Table(pd.DataFrame([summary_row(result) for result in results])),
               Bullets(tuple(verdict_sentence(result) for result in results))]

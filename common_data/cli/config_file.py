@@ -4,8 +4,8 @@ command line win.
 FILE is one of
   - flag names (without --) and their values:           lr: 0.0002
                                                          lora_targets: [q, v]
-  - a recipe (recipes/): a section per command, `train:` for gpt2_ft.py and `beam:` for gpt2_beam.py, each of
-    flag names and values; a command reads its own section;
+  - a recipe (recipes/): a section per command, `train:` for gpt2_ft.py, `beam:` for gpt2_beam.py and, optional,
+    `verdict:` for `python -m alignment verify`, each of flag names and values; a command reads its own section;
   - a run record (run.json of gpt2_ft.py, run.beam.json of gpt2_beam.py): the run's "args", so that the run
     repeats exactly.
 Values take the types of their flags (a number for --lr, true or false for a switch such as --correct_bias, a
@@ -20,7 +20,7 @@ import yaml
 
 from common_data.errors import UserError
 
-SECTIONS = ("train", "beam")
+SECTIONS = ("train", "beam", "verdict")
 # flags a file does not set: a run record keeps their values for the record only
 NOT_SETTINGS = ("help", "config", "debug")
 EXPECTED = {int: "an integer", float: "a number", str: "a string"}

@@ -149,7 +149,7 @@ load_recipe() {
   done <<< "$values"
 }
 
-flag_pairs() { if [ "$1" = train ]; then echo "${TRAIN_FLAGS[*]}"; else echo "${BEAM_FLAGS[*]}"; fi; }
+flag_pairs() { case "$1" in train) echo "${TRAIN_FLAGS[*]}" ;; beam) echo "${BEAM_FLAGS[*]}" ;; esac; }
 
 # FLAGS=(--flag VALUE ...) for the set options of the OPTION:flag pairs given.
 set_flags() {

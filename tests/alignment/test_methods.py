@@ -53,13 +53,13 @@ def test_each_method_gets_a_row_per_framework_and_its_differences(planted, tmp_p
     assert table["valid loss at step 0"].tolist() == pytest.approx([2.0] * 6)
     assert table["valid loss at the end"].tolist() == pytest.approx([1.3] * 6)
     adalora, bitfit, adalora_r4 = deltas.to_dict("records")
-    assert (adalora["verdict"], adalora["max |Δ loss|"], adalora["Δ BLEU"]) == ("aligned", 0.0, 0.0)
+    assert (adalora["verdict"], adalora["max |Δ loss|"], adalora["Δ BLEU"]) == ("step-exact", 0.0, 0.0)
     assert adalora["identical beam outputs"] == "3/3 (100.00%)"
     assert adalora["AdaLoRA's kept ranks"] == "identical at 2 allocations"
     assert adalora_r4["AdaLoRA's kept ranks"] == ("different at 1 of 2 allocations, first at step 50 "
                                                   "(gap at the threshold: PyTorch 1.0e-01, Jittor 3.0e-06)")
     assert bitfit["AdaLoRA's kept ranks"] == "n/a"
-    assert bitfit["verdict"] == "diverged"
+    assert bitfit["verdict"] == "not equivalent"
     assert bitfit["max |Δ loss|"] == pytest.approx(3e-3)
     assert bitfit["Δ BLEU"] == pytest.approx(-0.02)
     assert bitfit["identical beam outputs"] == "2/3 (66.67%)"
@@ -71,7 +71,7 @@ def test_the_report_has_its_tables_and_figure(planted, tmp_path, report_sections
                    "--figures", str(tmp_path / "figures")])
     assert status == 0
     printed = capsys.readouterr().out
-    assert "adalora: aligned" in printed and "bitfit: diverged, max |Δ loss| 3.00e-03" in printed
+    assert "adalora: step-exact" in printed and "bitfit: not equivalent, max |Δ loss| 3.00e-03" in printed
     sections = report_sections(out.read_text())
     assert list(sections) == ["Methods", "Jittor − PyTorch"]
     assert "| bitfit | Jittor | 200 | 11,520 | 250 |" in sections["Methods"]

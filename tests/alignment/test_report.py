@@ -40,13 +40,13 @@ def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sectio
     assert head.mean_abs == pytest.approx(sum(map(abs, PLANTED.values())) / len(run_steps), abs=1e-12)
     assert head.first_over_step == 120  # the step-50 offset is under the tolerance
     assert result.comparison.deltas["valid_loss"].max_abs == 0 and result.comparison.deltas["valid_loss"].matched == 2
-    assert result.comparison.status == "diverged" and result.comparison.epoch_mismatches == 0
+    assert result.comparison.status == "not equivalent" and result.comparison.epoch_mismatches == 0
     assert (result.predictions.identical, result.predictions.first_difference) == (3, (4, "h", "h i"))
 
     markdown = out_md.read_text()
     body = report_sections(markdown)
     assert list(body) == list(report_headings)
-    assert "| e2e | diverged | 20 | 3.500e-04 | 120 |" in body["Summary"]
+    assert "| e2e | not equivalent | 20 | 3.500e-04 | 120 |" in body["Summary"]
     assert "3/4 (75.00%)" in body["Summary"] and "3/4 (75.00%)" in body["Beam outputs"]
     assert "| BLEU | 0.5 | 0.51 | +0.01 | +2.00 |" in body["Summary"]
     assert "| CIDEr | 2 | 1.9 | -0.1 | -5.00 |" in body["Summary"]
@@ -85,8 +85,8 @@ def test_the_summary_has_a_row_a_loss_panel_and_metric_bars_per_dataset(tmp_path
     build_report(datasets, out_md, tmp_path / "report.html", figures, tolerance=TOLERANCE)
 
     summary = report_sections(out_md.read_text())["Summary"]
-    assert "| e2e | diverged | 20 | 3.500e-04 | 120 | n/a | n/a (no step-0 evaluation) |" in summary
-    assert "| dart | aligned | 20 | 0.000e+00 | none | n/a | 2.000 → 1.300 (−35.0%) | 2.000 → 1.300 (−35.0%) " \
+    assert "| e2e | not equivalent | 20 | 3.500e-04 | 120 | n/a | n/a (no step-0 evaluation) |" in summary
+    assert "| dart | step-exact | 20 | 0.000e+00 | none | n/a | 2.000 → 1.300 (−35.0%) | 2.000 → 1.300 (−35.0%) " \
            "| 0.5000 | 0.5000 |" in summary
     assert "No generation metrics: PyTorch scores: not given; Jittor scores: not given." in summary
     assert "| TER | 0.45 | 0.45 | +0 | +0.00 |" in summary
@@ -120,12 +120,12 @@ def test_every_section_says_what_is_missing(tmp_path, run_folder, report_section
     assert (tmp_path / "figure/webnlg_loss_curves.png").exists()
 
 
-def test_aligned_runs(tmp_path, run_folder):
+def test_step_exact_runs(tmp_path, run_folder):
     runs = [run_folder(tmp_path / name, name, {}, peak_mib=100) for name in ("torch", "jittor")]
     [result] = build_report([DatasetInputs("dart", *runs)], tmp_path / "r.md", tmp_path / "r.html", tmp_path / "f")
-    assert result.comparison.status == "aligned"
+    assert result.comparison.status == "step-exact"
     assert result.comparison.headline.max_abs == 0 and result.comparison.headline.first_over_step is None
-    assert "**dart: aligned**" in (tmp_path / "r.md").read_text()
+    assert "**dart: step-exact**" in (tmp_path / "r.md").read_text()
 
 
 def test_a_one_sided_nan_loss_is_a_divergence(tmp_path, run_folder):

@@ -1,0 +1,125 @@
+"""The runs behind a verdict (`python -m alignment verify`): segments of a run replayed by the other framework from
+its saved trainer states, and the float32 envelope, a second PyTorch run of the recipe whose base weights are each
+moved by one ulp.
+
+Why one ulp of the base: it puts a last-bit difference into every product of every step, as another summation
+order does, without touching the adapters' start or the data; a thread count does not (PyTorch's CPU products give
+the same bits with 1 and 2 threads), and one ulp on the adapters alone enters only through B = 0's first update.
+"""
+import datetime
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from alignment.runs import read_run
+from alignment.verdict import OTHER, replay_folder
+from common_data.atomic import atomic_open
+from common_data.checkpoint import load_tensors, save_tensors, trainer_checkpoint_path
+from common_data.gpt2_config import config_for_card
+from common_data.init_params import init_base_params
+from common_data.paths import REPO_ROOT
+
+TRAINERS = {"torch": "NLG_pytorch/src/gpt2_ft.py", "jittor": "NLG_jittor/src/gpt2_ft.py"}
+PERTURBATION = "every base weight moved by one ulp, up or down at random (numpy seed 0)"
+# arguments that do not change the losses of a run: an envelope measured with other values still holds
+NOT_RECIPE = ("work_dir", "init_checkpoint", "valid_data", "valid_batch_size", "log_interval", "eval_interval",
+              "eval_at_start", "save_interval", "resume", "resume_from", "stop_step", "config", "debug", "platform",
+              "local_rank")
+
+
+def run_args(run_folder):
+    record = read_run(run_folder).records.get("run")
+    if record is None or "args" not in record:
+        raise ValueError(f"{run_folder}: no run.json with the run's arguments")
+    return record["args"]
+
+
+def trainer(framework, run_folder, work_dir, *flags):
+    """Run the framework's gpt2_ft.py with `run_folder`'s arguments and these flags, in its environment; its output
+    goes to work_dir.log. Returns work_dir."""
+    never = run_args(run_folder)["grad_acc"] * 10 ** 9  # an interval no run reaches
+    command = [str(REPO_ROOT / "environments" / "run"), framework, "python", str(REPO_ROOT / TRAINERS[framework]),
+               "--config", str(Path(run_folder) / "run.json"), "--work_dir", str(work_dir),
+               "--eval_interval", str(never), "--save_interval", str(never), *map(str, flags)]
+    Path(work_dir).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{work_dir}.log", "w", encoding="utf-8") as log:
+        result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit status {result.returncode}); its output: {work_dir}.log")
+    return Path(work_dir)
+
+
+def replay_segment(source_run, source, replaying_run, start, steps):
+    """The framework of `replaying_run` restarts from `source_run`'s trainer.<start> and runs `steps` steps into
+    replaying_run/replays/from_<source>.<start>; a complete replay already there is kept."""
+    folder = replay_folder(replaying_run, source, start)
+    if (folder / "run.json").is_file() and json.loads((folder / "run.json").read_text()).get("status") == "finished":
+        return folder
+    checkpoint = trainer_checkpoint_path(source_run, start)
+    if not checkpoint.is_file():
+        raise ValueError(f"{checkpoint}: missing; the run saves every save_interval steps, a segment starts at one")
+    return trainer(OTHER[source], source_run, folder, "--resume_from", checkpoint, "--stop_step", start + steps)
+
+
+def perturbed_base(args, path):
+    """The run's base weights (its --init_checkpoint, else the seed's), each moved by one ulp, written to `path`."""
+    if args.get("init_checkpoint"):
+        arrays, metadata = load_tensors(args["init_checkpoint"])
+    else:
+        config = config_for_card(args["model_card"])
+        arrays, metadata = init_base_params(config, args["random_seed"]), {"config": config.to_dict()}
+    rng = np.random.default_rng(0)
+    moved = {}
+    for name, array in arrays.items():
+        infinity = np.array(np.inf, dtype=array.dtype)  # nextafter in the array's own precision
+        moved[name] = np.nextafter(array, np.where(rng.random(array.shape) < 0.5, infinity, -infinity))
+    save_tensors(path, moved, metadata)
+    return path
+
+
+def recipe_key(args):
+    """The arguments that decide a run's losses, as JSON-ready values."""
+    return {key: value for key, value in sorted(args.items()) if key not in NOT_RECIPE}
+
+
+def step_losses(run_folder):
+    table = read_run(run_folder).step_losses.drop_duplicates("step", keep="last").sort_values("step")
+    return table["step"].astype(int).tolist(), table["loss"].astype(float).tolist()
+
+
+def envelope_matches(path, args):
+    """Whether the envelope file at `path` was measured for a run of these arguments."""
+    if not Path(path).is_file():
+        return False
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("recipe") == recipe_key(args)
+    except ValueError:
+        return False
+
+
+def measure_envelope(torch_run, out):
+    """Run PyTorch again on the base moved by one ulp (into torch_run/envelope) and write the envelope `out`: both
+    runs' losses at every step, with what it was measured on."""
+    args = run_args(torch_run)
+    work = Path(torch_run) / "envelope"
+    base = perturbed_base(args, Path(torch_run) / "envelope_base.safetensors")
+    try:
+        trainer("torch", torch_run, work, "--init_checkpoint", base)
+    finally:
+        base.unlink(missing_ok=True)
+    steps, reference = step_losses(torch_run)
+    perturbed_steps, perturbed = step_losses(work)
+    if perturbed_steps != steps:
+        raise RuntimeError(f"{work}: its steps are not those of {torch_run}")
+    record = read_run(work).records["run"]
+    envelope = {"recipe": recipe_key(args), "perturbation": PERTURBATION, "reference_run": str(torch_run),
+                "machine": record.get("device"), "versions": record.get("framework"),
+                "commit": (record.get("git") or {}).get("commit"),
+                "date": datetime.date.today().isoformat(), "steps": steps, "reference": reference,
+                "perturbed": perturbed}
+    with atomic_open(out) as handle:
+        json.dump(envelope, handle)
+    return out
+
