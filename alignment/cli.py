@@ -80,16 +80,17 @@ def build_parser():
     verify = commands.add_parser(
         "verify",
         help="the evidence of a verdict: replay segments of a run pair and measure the float32 envelope",
-        description="Replay segments of a PyTorch run in Jittor from PyTorch's saved trainer states (into "
-                    "JITTOR/replays/from_torch.STEP; --reverse: PyTorch from Jittor's too), measure the float32 envelope "
-                    "when the free runs are not step-exact (one more PyTorch run, on the base moved by one ulp, into "
-                    "TORCH/envelope) and print the verdict. Settings come from the verdict: section of the runs' recipe "
-                    "(their --config), flags given here win.")
+        description="When the free runs are not step-exact: replay segments of the PyTorch run in Jittor from "
+                    "PyTorch's saved trainer states (into JITTOR/replays/from_torch.STEP; --reverse: PyTorch from "
+                    "Jittor's too) and measure the float32 envelope unless a cached one fits (one more PyTorch run, on "
+                    "the base moved by one ulp, into TORCH/envelope); then print the verdict. Settings come from the "
+                    "verdict: section of the runs' recipe (their --config), flags given here win.")
     verify.add_argument("--torch", type=Path, required=True, metavar="RUN", help="the PyTorch run folder")
     verify.add_argument("--jittor", type=Path, required=True, metavar="RUN", help="the Jittor run folder")
     verify.add_argument("--envelope", type=Path, metavar="JSON",
                         help="the envelope file: kept when it was measured for a run of these arguments, else "
-                             "measured and written there (default: TORCH/envelope.json)")
+                             "measured and written there (default: log/envelopes/RECIPE.json for a run of a recipe, "
+                             "else TORCH/envelope.json)")
     verify.add_argument("--reverse", action="store_true", help="also replay PyTorch from Jittor's saved states")
     verify.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="NATS",
                         help="largest |Δ loss| at a step that still counts as step-exact (default: %(default)g)")
@@ -207,6 +208,10 @@ def verify_settings(args, run_args):
 def verify_main(args):
     torch_args = replay.run_args(args.torch)
     settings = verify_settings(args, torch_args)
+    comparison = judge(read_run(args.torch), read_run(args.jittor), args.tolerance, settings["segment_steps"])
+    if comparison.status in ("step-exact", "incomplete", "not comparable"):
+        print(f"{args.jittor}: {comparison.status} — {comparison.verdict.reason} (nothing to replay)")
+        return 0
     runs = {"torch": args.torch, "jittor": args.jittor}
     for start in (start for start in settings["segments"] if start > 0):
         for source in ("torch", "jittor") if args.reverse else ("torch",):
@@ -214,9 +219,8 @@ def verify_main(args):
             print(f"replaying steps {start + 1}-{start + settings['segment_steps']} in {replaying} from {source}'s "
                   f"step {start}", file=sys.stderr, flush=True)
             replay.replay_segment(runs[source], source, runs[replaying], start, settings["segment_steps"])
-    envelope_path = args.envelope or args.torch / "envelope.json"
-    comparison = judge(read_run(args.torch), read_run(args.jittor), args.tolerance, settings["segment_steps"])
-    if comparison.status != "step-exact" and not replay.envelope_matches(envelope_path, torch_args):
+    envelope_path = args.envelope or replay.default_envelope_path(torch_args, args.torch)
+    if not replay.envelope_matches(envelope_path, torch_args):
         print(f"measuring the float32 envelope: PyTorch again on the base moved by one ulp -> {envelope_path}",
               file=sys.stderr, flush=True)
         replay.measure_envelope(args.torch, envelope_path)

@@ -29,6 +29,17 @@ NOT_RECIPE = ("work_dir", "init_checkpoint", "valid_data", "valid_batch_size", "
               "local_rank")
 
 
+ENVELOPES = REPO_ROOT / "log" / "envelopes"
+
+
+def default_envelope_path(args, run_folder):
+    """log/envelopes/<recipe>.json for a run of a recipe (its --config a YAML file), else run_folder/envelope.json."""
+    config = args.get("config")
+    if config and Path(config).suffix in (".yaml", ".yml"):
+        return ENVELOPES / f"{Path(config).stem}.json"
+    return Path(run_folder) / "envelope.json"
+
+
 def run_args(run_folder):
     record = read_run(run_folder).records.get("run")
     if record is None or "args" not in record:

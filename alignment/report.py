@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alignment import trace_report
+from alignment import replay, trace_report
 from alignment.compare import DEFAULT_TOLERANCE, compare_predictions
 from alignment.figures import plot_loss_curves, plot_side_by_side
 from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, number, write_html, write_markdown
@@ -77,7 +77,7 @@ def load_dataset(inputs, tolerance, figure_path, envelope_factor=DEFAULT_ENVELOP
     predictions = None
     if all(prediction_paths.values()):
         predictions = compare_predictions(prediction_paths["torch"], prediction_paths["jittor"])
-    envelope = None if inputs.envelope is None else read_envelope(inputs.envelope)
+    envelope = envelope_for(inputs.envelope, runs["torch"], missing)
     comparison = judge(runs["torch"], runs["jittor"], tolerance, envelope=envelope, factor=envelope_factor)
     has_curves = any(len(run.steps) or len(run.evals) for run in runs.values())
     if has_curves:
@@ -85,6 +85,22 @@ def load_dataset(inputs, tolerance, figure_path, envelope_factor=DEFAULT_ENVELOP
                          runs["jittor"], comparison)
     return DatasetResult(inputs, runs, comparison, scores, predictions, missing, figure_path if has_curves else None,
                          envelope)
+
+
+def envelope_for(path, torch_run, missing):
+    """The Envelope at `path`, else the one `python -m alignment verify` keeps for the PyTorch run's recipe when it
+    was measured for such a run; None (with a note in `missing`) when there is none."""
+    args = torch_run.records.get("run", {}).get("args")
+    if path is None and args is not None:
+        path = replay.default_envelope_path(args, torch_run.source)
+        if not replay.envelope_matches(path, args):
+            return None
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        missing["run"].append(f"envelope: `{path}` does not exist")
+        return None
+    return read_envelope(path)
 
 
 def curves_section(results):

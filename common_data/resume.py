@@ -69,15 +69,20 @@ def newest_resumable_step(work_dir):
     return complete[-1] if complete else None
 
 
+def trainer_checkpoint_place(path, flag):
+    """(folder, step) of a trainer.N.safetensors file; a ValueError naming `flag` and the path otherwise."""
+    path = Path(path)
+    match = re.fullmatch(r"trainer\.(\d+)\.safetensors", path.name)
+    if match is None or not path.is_file():
+        raise ValueError(f"{flag} {path}: not a trainer.N.safetensors file")
+    return path.parent, int(match.group(1))
+
+
 def resume_point(args):
     """(folder, step) of the checkpoint a run continues from: --resume_from's, the newest in --work_dir with
     --resume, or None."""
     if args.resume_from:
-        path = Path(args.resume_from)
-        match = re.fullmatch(r"trainer\.(\d+)\.safetensors", path.name)
-        if match is None or not path.is_file():
-            raise ValueError(f"--resume_from {path}: not a trainer.N.safetensors file")
-        return path.parent, int(match.group(1))
+        return trainer_checkpoint_place(args.resume_from, "--resume_from")
     if args.resume:
         step = newest_resumable_step(args.work_dir)
         return None if step is None else (args.work_dir, step)

@@ -27,6 +27,7 @@ from common_data.checkpoint import configs_from_metadata, load_tensors, save_ten
 from common_data.cli.ft_args import add_optimizer_arguments, comma_list
 from common_data.gpt2_config import ADAPTERS, JELLY_MODES, MODEL_CARDS, AdapterConfig, config_for_card
 from common_data.schedule import learning_rate
+from common_data.trace.start import training_start
 from NLG_pytorch.src import adapters
 from NLG_pytorch.src.model import GPT2LMModel
 from NLG_pytorch.src.optimizer import adamw_from_args
@@ -51,6 +52,10 @@ def build_parser():
     model.add_argument("--adapter_checkpoint", default=None,
                        help="adapter tensors to start from (e.g. gpt2_ft.py's model.N.safetensors) instead of "
                             "the initial ones, whose B = 0 gives A no gradient")
+    model.add_argument("--trainer_checkpoint", default=None,
+                       help="start from this trainer.N.safetensors of gpt2_ft.py (either framework) as its run would "
+                            "go on: adapters (model.N beside it), optimizer moments, the schedule over the run's "
+                            "max_step and the batches of its step N + 1 on, over every row of --data")
     model.add_argument("--random_seed", type=int, default=10, help="seed of the initial weights and data order")
     model.add_argument("--adapter", default="lora", choices=ADAPTERS, help="adapter kind")
     model.add_argument("--lora_dim", type=int, default=0, help="adapter rank (0 = full fine-tuning)")
@@ -78,9 +83,9 @@ def parse_args(argv=None):
     return args
 
 
-def load_model(args):
+def load_model(args, start):
     """The model: base weights from --init_checkpoint (config from its metadata) or from --random_seed, adapters
-    from --adapter_checkpoint or from --random_seed."""
+    from --adapter_checkpoint, the Start's checkpoint or --random_seed."""
     config, base = config_for_card(args.model_card), None
     if args.init_checkpoint:
         base, metadata = load_tensors(args.init_checkpoint)
@@ -90,8 +95,9 @@ def load_model(args):
                                    targets=args.lora_targets, jelly_mode=args.jelly_mode,
                                    use_rslora=args.use_rslora)
     model = GPT2LMModel(config, adapter_config, seed=args.random_seed, base_arrays=base)
-    if args.adapter_checkpoint:
-        model.load_arrays(load_tensors(args.adapter_checkpoint)[0], strict=False)
+    adapter_checkpoint = args.adapter_checkpoint or start.adapter_checkpoint
+    if adapter_checkpoint:
+        model.load_arrays(load_tensors(adapter_checkpoint)[0], strict=False)
     adapters.mark_only_adapter_as_trainable(model)
     return model
 
@@ -121,12 +127,22 @@ def probe_batch(model, batch, label_smooth):
             **{f"grad.{name}": grad.numpy() for name, grad in zip(params, grads)}}
 
 
-def training_batches(examples, config, seed):
-    """The training batches of epoch 1, 2, ... without end."""
-    epoch = 1
+def training_batches(examples, config, seed, start):
+    """The training batches from the Start's place on, epoch after epoch without end."""
+    epoch, batches_done = start.epoch, start.batches_done
     while True:
-        yield from batching.train_batches(examples, config, seed, epoch)
-        epoch += 1
+        yield from batching.train_batches(examples, config, seed, epoch, batches_done)
+        epoch, batches_done = epoch + 1, 0
+
+
+def resume_optimizer(optimizer, params, start):
+    if start.optimizer_arrays is not None:
+        optimizer.load_state_arrays(params, start.optimizer_arrays, start.optimizer_steps)
+
+
+def update_rate(step, args, start):
+    """The rate of the update that ends the probe's step `step` + 1: the schedule after the steps made before it."""
+    return learning_rate(start.step + step, args.lr, args.scheduler, args.warmup_step, start.max_step or args.steps)
 
 
 def train_step(model, optimizer, params, batch, lr, args):
@@ -141,10 +157,11 @@ def train_step(model, optimizer, params, batch, lr, args):
     return loss.item()
 
 
-def train(model, batches, probe, args):
+def train(model, batches, probe, args, start):
     """args.steps updates; the losses, the logits around the switch, the trained tensors."""
     params = trainable(model)
     optimizer = adamw_from_args(params, args)
+    resume_optimizer(optimizer, params, start)
     outputs, losses = {}, []
     for step, batch in zip(range(args.steps), batches):
         if step == args.switch_step:
@@ -152,7 +169,7 @@ def train(model, batches, probe, args):
             optimizer.reset_state(adapters.switch_to_parallel(model))
             outputs["switch.logits_after"] = batch_logits(model, probe)
         # the update that ends step t runs at the rate the schedule gives after t - 1 steps
-        lr = learning_rate(step, args.lr, args.scheduler, args.warmup_step, args.steps)
+        lr = update_rate(step, args, start)
         losses.append(train_step(model, optimizer, params, batch, lr, args))
     outputs["step_losses"] = np.array(losses)
     trained = model.to_arrays(adapter_only=True)
@@ -162,13 +179,14 @@ def train(model, batches, probe, args):
 def main(argv=None):
     args = parse_args(argv)
     torch.manual_seed(args.random_seed)
-    model = load_model(args)
-    examples = batching.make_examples(batching.load_encoded(args.data)[:args.rows], args.seq_len)
+    start = training_start(args.trainer_checkpoint)
+    model = load_model(args, start)
+    examples = batching.make_examples(start.rows(batching.load_encoded(args.data), args.rows), args.seq_len)
     config = batching.BatchConfig(args.batch_size, args.seq_len, args.pad_multiple)
     probe = next(batching.eval_batches(examples, config))
     outputs = probe_batch(model, probe, args.label_smooth)
     if args.steps:
-        outputs.update(train(model, training_batches(examples, config, args.random_seed), probe, args))
+        outputs.update(train(model, training_batches(examples, config, args.random_seed, start), probe, args, start))
     save_tensors(args.output, outputs, {"framework": FRAMEWORK, "args": vars(args),
                                         "adapter_mode": adapters.adapter_mode(model)})
     return 0

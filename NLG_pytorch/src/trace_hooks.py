@@ -29,8 +29,8 @@ import torch
 from common_data import batching
 from common_data.beam import BeamSettings, query_tokens
 from common_data.checkpoint import load_tensors, save_tensors
-from common_data.schedule import learning_rate
 from common_data.trace import names
+from common_data.trace.start import training_start
 from NLG_pytorch.src import adapters, beam_search, probe
 from NLG_pytorch.src.optimizer import adamw_from_args
 from NLG_pytorch.src.run_info import framework_versions
@@ -190,7 +190,7 @@ def traced_step(model, optimizer, params, batch, lr, args, recorder):
         record[names.key(step, "param", name)] = to_numpy(param)
 
 
-def record_training(model, optimizer, batches, args, isolate=None):
+def record_training(model, optimizer, batches, args, start, isolate=None):
     """The records of args.steps traced training steps on `batches` (arrays by key)."""
     params = probe.trainable(model)
     recorder = Recorder(model, isolate)
@@ -198,7 +198,7 @@ def record_training(model, optimizer, batches, args, isolate=None):
         recorder.arrays[names.key(0, "param", name)] = to_numpy(param)
     for step, batch in zip(range(1, args.steps + 1), batches):
         recorder.step = step
-        lr = learning_rate(step - 1, args.lr, args.scheduler, args.warmup_step, args.steps)
+        lr = probe.update_rate(step - 1, args, start)
         traced_step(model, optimizer, params, batch, lr, args, recorder)
     recorder.close()
     return recorder.arrays
@@ -230,23 +230,23 @@ def record_beam(model, contexts, args):
     return record
 
 
-def make_model(args):
-    model = probe.load_model(args)
+def make_model(args, start):
+    model = probe.load_model(args, start)
     return model.double() if args.float64 else model
 
 
-def trace(model, optimizer, args, isolate=None):
+def trace(model, optimizer, args, start, isolate=None):
     """The arrays and metadata of a trace of `model` and `optimizer` (which may be planted ones)."""
     arrays = model.to_arrays()
     metadata = {"framework": FRAMEWORK, "format": names.FORMAT, "args": vars(args), "versions": framework_versions(),
                 "dtype": "float64" if args.float64 else "float32", "n_layer": model.config.n_layer,
                 "adapter_mode": adapters.adapter_mode(model), "isolated": isolate is not None,
                 "step0_sha256": {name: tensor_digest(array) for name, array in sorted(arrays.items())}}
-    pairs = batching.load_encoded(args.data)[:args.rows]
+    pairs = start.rows(batching.load_encoded(args.data), args.rows)
     examples = batching.make_examples(pairs, args.seq_len)
     config = batching.BatchConfig(args.batch_size, args.seq_len, args.pad_multiple)
-    record = record_training(model, optimizer, probe.training_batches(examples, config, args.random_seed), args,
-                             isolate)
+    record = record_training(model, optimizer, probe.training_batches(examples, config, args.random_seed, start), args,
+                             start, isolate)
     if args.beam_contexts:
         record.update(record_beam(model, [context for context, _ in pairs[:args.beam_contexts]], args))
     return record, metadata
@@ -255,10 +255,12 @@ def trace(model, optimizer, args, isolate=None):
 def main(argv=None):
     args = parse_args(argv)
     torch.manual_seed(args.random_seed)
-    model = make_model(args)
+    start = training_start(args.trainer_checkpoint)
+    model = make_model(args, start)
     optimizer = adamw_from_args(probe.trainable(model), args)
+    probe.resume_optimizer(optimizer, probe.trainable(model), start)
     isolate = load_tensors(args.isolate)[0] if args.isolate else None
-    record, metadata = trace(model, optimizer, args, isolate)
+    record, metadata = trace(model, optimizer, args, start, isolate)
     save_tensors(args.output, record, metadata)
     return 0
 

@@ -159,8 +159,9 @@ def converted_value(kind, value):
         return value
     if kind is str and isinstance(value, (int, float)):
         return str(value)
-    if kind not in EXPECTED and isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return kind(",".join(value))
+    if kind not in EXPECTED and isinstance(value, list) and all(
+            isinstance(item, (str, int)) and not isinstance(item, bool) for item in value):
+        return kind(",".join(map(str, value)))
     return None
 
 

@@ -7,12 +7,20 @@ DEFAULT_SEGMENT_STEPS = 20
 DEFAULT_ENVELOPE_FACTOR = 4.0
 
 
+def step_list(text):
+    """'0,20,300' -> (0, 20, 300)."""
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected steps separated by commas, got {text!r}") from None
+
+
 def add_verdict_arguments(parser, defaults=True):
     """The flags; defaults=False leaves them None, so that a value taken from elsewhere can fill what was not given."""
     group = parser.add_argument_group("segments and envelope (a recipe's verdict: section)")
     group.add_argument("--segment_steps", type=int, default=DEFAULT_SEGMENT_STEPS if defaults else None, metavar="K",
                        help=f"steps of each replayed segment (default: {DEFAULT_SEGMENT_STEPS})")
-    group.add_argument("--segments", type=int, nargs="+", default=None, metavar="STEP",
+    group.add_argument("--segments", type=step_list, default=None, metavar="STEP,STEP,...",
                        help="the steps whose saved state each segment starts from: 0 is the runs' shared initial "
                             "state (no replay), any other a trainer.STEP checkpoint of the run (default: 0, the end "
                             "of warm-up, the middle and the last K steps, at the run's saves)")

@@ -8,11 +8,15 @@
 #   3. <dataset>       for each dataset of DATASETS, in both frameworks at once (PARALLEL=1, one thread each on 2
 #                      cores; common_data/scripts/stages.sh): NLG_<framework>/scripts/pipeline.sh, train, beam,
 #                      decode, eval -> runs/<framework>_<dataset>_<adapter>/ (its output in the same name + .log)
-#   4. trace           the embedded default only (no INIT_CHECKPOINT, ADAPTER or RECIPE): python -m alignment
+#   4. <dataset> verdict  python -m alignment verify: when the two runs are not step-exact, Jittor replays the
+#                      segments of the recipe's verdict: section from PyTorch's saved states and the float32 envelope
+#                      is measured unless log/envelopes/<recipe>.json holds it (runs/<framework>_<dataset>_<adapter>/
+#                      replays, envelope)
+#   5. trace           the embedded default only (no INIT_CHECKPOINT, ADAPTER or RECIPE): python -m alignment
 #                      trace --isolate, 2 steps of one batch of 2 rows of the first dataset with the model, adapter
 #                      and optimizer of its recipe, and beam search on 1 context -> runs/trace/, log/trace_report.md
 #                      (~50 s of CPU time)
-#   5. report          python -m alignment report on every dataset (and the trace) -> log/alignment_report.md
+#   6. report          python -m alignment report on every dataset (and the trace) -> log/alignment_report.md
 #                      (+ .html), figures in figure/; with ADAPTER other than lora or a RECIPE:
 #                      log/alignment_report_<variant>.md and figures figure/<variant>_*.png (variant: the adapter,
 #                      the recipe's file name, or both), so that the default run's report stays
@@ -59,6 +63,7 @@ report_args=()
 for dataset in $datasets; do
   stage "$dataset" pipelines runs/ "_${dataset}_$ADAPTER" DATASET="$dataset"
   torch_run=runs/torch_${dataset}_${ADAPTER} jittor_run=runs/jittor_${dataset}_${ADAPTER}
+  stage "$dataset verdict" environments/run torch python -m alignment verify --torch "$torch_run" --jittor "$jittor_run"
   report_args+=(--dataset "$dataset" --torch "$torch_run" --jittor "$jittor_run"
     --torch-pred "$torch_run/pred.txt" --jittor-pred "$jittor_run/pred.txt"
     --torch-scores "$torch_run/scores.json" --jittor-scores "$jittor_run/scores.json")

@@ -254,7 +254,7 @@ step_train() {
     rm -f "$RUN_DIR"/model.*.safetensors "$RUN_DIR"/model.*.json "$RUN_DIR"/trainer.*.safetensors \
       "$RUN_DIR"/metrics.jsonl "$RUN_DIR"/run*.json "$RUN_DIR"/timings.tsv "$RUN_DIR"/*.log "$RUN_DIR"/predict.jsonl \
       "$RUN_DIR"/pred.txt "$RUN_DIR"/scores.json "$RUN_DIR"/valid.jsonl
-    rm -rf "$RUN_DIR"/ref.txt "$RUN_DIR"/ref
+    rm -rf "$RUN_DIR"/ref.txt "$RUN_DIR"/ref "$RUN_DIR"/replays "$RUN_DIR"/envelope "$RUN_DIR"/envelope.*
   fi
   valid=$VALID_DATA
   if [ -n "${VALID_ROWS:-}" ]; then

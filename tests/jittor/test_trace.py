@@ -14,6 +14,7 @@ import pytest
 from alignment import trace
 from common_data.checkpoint import load_tensors
 from common_data.paths import REPO_ROOT
+from common_data.trace.start import training_start
 from NLG_jittor.src import model as jittor_model
 from NLG_jittor.src import trace_hooks
 from NLG_jittor.src.model import CausalSelfAttention
@@ -48,10 +49,11 @@ def references(trace_inputs):
 def jittor_trace(argv, plant=None, isolate=None):
     """A Jittor trace of the model (and optimizer) that `plant` changes."""
     args = trace_hooks.parse_args([*argv, "--output", "unused"])
-    model = trace_hooks.make_model(args)
+    start = training_start(None)
+    model = trace_hooks.make_model(args, start)
     trainable = trace_hooks.probe.trainable(model)
     optimizer = (plant(model, list(trainable.values()), args) if plant else None) or adamw_from_args(trainable, args)
-    return trace_hooks.trace(model, optimizer, args, isolate)[0]
+    return trace_hooks.trace(model, optimizer, args, start, isolate)[0]
 
 
 def layer_norm_eps(model, params, args):

@@ -9,7 +9,7 @@ from common_data.resume import newest_resumable_step
 from common_data.runlog import AdapterLine, EvalLine, TrainLine, parse_line, read_metrics
 from common_data.schedule import learning_rate
 from common_data.cli.ft_args import parse_args
-from NLG_pytorch.src import gpt2_ft
+from NLG_pytorch.src import gpt2_ft, probe
 from NLG_pytorch.src.distributed import init_ranks
 
 
@@ -110,6 +110,23 @@ def test_a_segment_replayed_from_another_runs_checkpoint_repeats_its_steps(e2e_e
         [event["lr"] for event in events(tmp_path / "run", "train")][3:5]
     record = json.loads((tmp_path / "segment" / "run.json").read_text())
     assert (record["final_step"], record["stop_step"], record["max_step"]) == (5, 5, 6)
+
+
+def test_a_probe_from_a_trainer_checkpoint_goes_on_as_the_run(e2e_encoded, tmp_path):
+    flags = ("--lora_dim", "4", "--lr", "0.001", "--warmup_step", "1", "--max_step", "6", "--save_interval", "3")
+    assert train(e2e_encoded, tmp_path / "run", *flags) == 0
+    common = ["--data", str(e2e_encoded["train"]), "--model_card", "gpt2.tiny", "--lora_dim", "4", "--batch_size", "8",
+              "--random_seed", "3", "--correct_bias", "--adam_beta2", "0.999", "--lr", "0.001", "--warmup_step", "1",
+              "--steps", "3"]
+    assert probe.main([*common, "--trainer_checkpoint", str(tmp_path / "run" / "trainer.3.safetensors"),
+                       "--output", str(tmp_path / "resumed.safetensors")]) == 0
+    assert probe.main([*common, "--output", str(tmp_path / "fresh.safetensors")]) == 0
+    run_losses = [event["loss"] for event in events(tmp_path / "run", "step")]
+    resumed, fresh = (load_tensors(tmp_path / name)[0]["step_losses"] for name in ("resumed.safetensors",
+                                                                                   "fresh.safetensors"))
+    # the run's steps 4-6 (the probe takes the loss without the trainer's token rescaling: last bits differ)
+    assert np.abs(resumed - run_losses[3:]).max() < 1e-5
+    assert np.abs(fresh - run_losses[3:]).max() > 1e-2
 
 
 def test_eval_at_start_adds_a_step_0_evaluation_and_changes_nothing_else(e2e_encoded, tmp_path, capsys):
