@@ -80,11 +80,12 @@ def build_parser():
     verify = commands.add_parser(
         "verify",
         help="the evidence of a verdict: replay segments of a run pair and measure the float32 envelope",
-        description="When the free runs are not step-exact: replay segments of the PyTorch run in Jittor from "
-                    "PyTorch's saved trainer states (into JITTOR/replays/from_torch.STEP; --reverse: PyTorch from "
-                    "Jittor's too) and measure the float32 envelope unless a cached one fits (one more PyTorch run, on "
-                    "the base moved by one ulp, into TORCH/envelope); then print the verdict. Settings come from the "
-                    "verdict: section of the runs' recipe (their --config), flags given here win.")
+        description="When the free runs are not step-exact, or --segments asks for them: replay segments of the "
+                    "PyTorch run in Jittor from PyTorch's saved trainer states (into JITTOR/replays/from_torch.STEP; "
+                    "--reverse: PyTorch from Jittor's too) and measure the float32 envelope unless a cached one fits "
+                    "(one more PyTorch run, on the base moved by one ulp, into TORCH/envelope); then print the "
+                    "verdict. Settings come from the verdict: section of the runs' recipe (their --config), flags "
+                    "given here win.")
     verify.add_argument("--torch", type=Path, required=True, metavar="RUN", help="the PyTorch run folder")
     verify.add_argument("--jittor", type=Path, required=True, metavar="RUN", help="the Jittor run folder")
     verify.add_argument("--envelope", type=Path, metavar="JSON",
@@ -185,7 +186,7 @@ def trace_main(parser, args):
     return 1 if comparison.problems else 0
 
 
-def verify_settings(args, run_args):
+def verify_settings(args, run_args, max_step):
     """segment_steps, segments and envelope_factor: the flags given, else the recipe's verdict: section, else the
     defaults (the default segments at the run's saves)."""
     recipe = {}
@@ -195,11 +196,11 @@ def verify_settings(args, run_args):
             recipe = read_config(verdict_args.build_parser(), run_args["config"], "verdict")
     settings = {key: getattr(args, key) if getattr(args, key) is not None else recipe.get(key, default)
                 for key, default in (("segment_steps", DEFAULT_SEGMENT_STEPS), ("segments", None),
-                                     ("envelope_factor", DEFAULT_ENVELOPE_FACTOR))}
-    max_step = run_args["max_step"]
+                                     ("segment_every", None), ("envelope_factor", DEFAULT_ENVELOPE_FACTOR))}
     if settings["segments"] is None:
-        settings["segments"] = verdict_args.default_segments(settings["segment_steps"], run_args["save_interval"],
-                                                             run_args["warmup_step"], max_step)
+        settings["segments"] = verdict_args.default_segments(
+            settings["segment_steps"], run_args["save_interval"], run_args["warmup_step"], max_step,
+            settings["segment_every"])
     verdict_args.check_segments(settings["segments"], settings["segment_steps"], run_args["save_interval"], max_step,
                                 "verify")
     return settings
@@ -207,9 +208,10 @@ def verify_settings(args, run_args):
 
 def verify_main(args):
     torch_args = replay.run_args(args.torch)
-    settings = verify_settings(args, torch_args)
+    settings = verify_settings(args, torch_args, read_run(args.torch).records["run"].get("max_step"))
     comparison = judge(read_run(args.torch), read_run(args.jittor), args.tolerance, settings["segment_steps"])
-    if comparison.status in ("step-exact", "incomplete", "not comparable"):
+    if comparison.status in ("incomplete", "not comparable") or (comparison.status == "step-exact"
+                                                                 and args.segments is None):
         print(f"{args.jittor}: {comparison.status} — {comparison.verdict.reason} (nothing to replay)")
         return 0
     runs = {"torch": args.torch, "jittor": args.jittor}
@@ -220,7 +222,7 @@ def verify_main(args):
                   f"step {start}", file=sys.stderr, flush=True)
             replay.replay_segment(runs[source], source, runs[replaying], start, settings["segment_steps"])
     envelope_path = args.envelope or replay.default_envelope_path(torch_args, args.torch)
-    if not replay.envelope_matches(envelope_path, torch_args):
+    if comparison.status != "step-exact" and not replay.envelope_matches(envelope_path, torch_args):
         print(f"measuring the float32 envelope: PyTorch again on the base moved by one ulp -> {envelope_path}",
               file=sys.stderr, flush=True)
         replay.measure_envelope(args.torch, envelope_path)

@@ -18,6 +18,7 @@ from alignment.render import Image, Paragraph, Section, Table, number, write_htm
 from alignment.runs import read_run
 from alignment.scores import DATASET_METRICS, read_scores
 from alignment.summary import SIDES, share_text, valid_loss_fall
+from alignment.replay import cached_envelope
 from alignment.verdict import judge
 from common_data.runlog import read_metrics
 
@@ -97,7 +98,7 @@ def method_tables(folder, methods, tolerance=DEFAULT_TOLERANCE):
         runs, scores, agreement = load_method(folder, method)
         side_rows = {side: side_row(method, side, runs[side], scores[side]) for side in SIDES}
         rows.extend(side_rows.values())
-        comparison = judge(runs["torch"], runs["jittor"], tolerance)
+        comparison = judge(runs["torch"], runs["jittor"], tolerance, envelope=cached_envelope(runs["torch"]))
         delta = {"method": method, "verdict": comparison.status,
                  "max |Δ loss|": comparison.headline.max_abs,
                  "identical beam outputs": share_text(agreement),

@@ -7,6 +7,7 @@ order does, without touching the adapters' start or the data; a thread count doe
 the same bits with 1 and 2 threads), and one ulp on the adapters alone enters only through B = 0's first update.
 """
 import datetime
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from alignment.runs import read_run
-from alignment.verdict import OTHER, replay_folder
+from alignment.verdict import OTHER, read_envelope, replay_folder
 from common_data.atomic import atomic_open
 from common_data.checkpoint import load_tensors, save_tensors, trainer_checkpoint_path
 from common_data.gpt2_config import config_for_card
@@ -33,11 +34,22 @@ ENVELOPES = REPO_ROOT / "log" / "envelopes"
 
 
 def default_envelope_path(args, run_folder):
-    """log/envelopes/<recipe>.json for a run of a recipe (its --config a YAML file), else run_folder/envelope.json."""
+    """log/envelopes/<recipe>-<digest of the arguments that decide the losses>.json for a run of a recipe (its
+    --config a YAML file), else run_folder/envelope.json."""
     config = args.get("config")
     if config and Path(config).suffix in (".yaml", ".yml"):
-        return ENVELOPES / f"{Path(config).stem}.json"
+        digest = hashlib.sha256(json.dumps(recipe_key(args), sort_keys=True).encode()).hexdigest()[:8]
+        return ENVELOPES / f"{Path(config).stem}-{digest}.json"
     return Path(run_folder) / "envelope.json"
+
+
+def cached_envelope(run):
+    """The Envelope `verify` keeps for a run (a RunLog) of these arguments, or None."""
+    args = run.records.get("run", {}).get("args")
+    if args is None:
+        return None
+    path = default_envelope_path(args, run.source)
+    return read_envelope(path) if envelope_matches(path, args) else None
 
 
 def run_args(run_folder):

@@ -88,15 +88,10 @@ def load_dataset(inputs, tolerance, figure_path, envelope_factor=DEFAULT_ENVELOP
 
 
 def envelope_for(path, torch_run, missing):
-    """The Envelope at `path`, else the one `python -m alignment verify` keeps for the PyTorch run's recipe when it
-    was measured for such a run; None (with a note in `missing`) when there is none."""
-    args = torch_run.records.get("run", {}).get("args")
-    if path is None and args is not None:
-        path = replay.default_envelope_path(args, torch_run.source)
-        if not replay.envelope_matches(path, args):
-            return None
+    """The Envelope at `path`, else the one `python -m alignment verify` keeps for runs of the PyTorch run's
+    arguments; None (with a note in `missing` for a path that does not exist) when there is none."""
     if path is None:
-        return None
+        return replay.cached_envelope(torch_run)
     if not Path(path).is_file():
         missing["run"].append(f"envelope: `{path}` does not exist")
         return None

@@ -105,7 +105,8 @@ class Envelope:
 def read_envelope(path):
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
-        steps, reference, perturbed = (np.asarray(record[key], dtype=float) for key in ("steps", "reference", "perturbed"))
+        steps, reference, perturbed = (np.asarray(record[key], dtype=float)
+                                       for key in ("steps", "reference", "perturbed"))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not an envelope file of `python -m alignment verify` ({error})") from None
     return Envelope(Path(path), steps.astype(int), perturbed - reference, record)
@@ -142,8 +143,8 @@ class EnvelopeTest:
         if len(self.windows_over):
             window = self.windows_over.iloc[0]
             failures.append(f"the gap stands above the envelope band in {len(self.windows_over)} of "
-                            f"{len(self.windows)} windows, first at steps {window.first_step:.0f}-{window.last_step:.0f} "
-                            f"(rms {window.gap_rms:.2e} > {window.band:.2e})")
+                            f"{len(self.windows)} windows, first at steps {window.first_step:.0f}-"
+                            f"{window.last_step:.0f} (rms {window.gap_rms:.2e} > {window.band:.2e})")
         if self.growth_gap > self.growth_limit:
             failures.append(f"the gap grows by {self.growth_gap:.2f} decades over the run, the envelope by "
                             f"{self.growth_envelope:.2f} (limit {self.growth_limit:.2f})")

@@ -89,10 +89,11 @@ def segment_rows(verdict, tolerance):
 
 def envelope_bullets(test, envelope):
     worst = (test.windows["gap_rms"] / test.windows["band"]).max()
+    window = int(test.windows["last_step"].iloc[0] - test.windows["first_step"].iloc[0] + 1)
     record = envelope.record
     return Bullets((
-        f"level: the gap's rms per window of {int(test.windows['last_step'].iloc[0] - test.windows['first_step'].iloc[0] + 1)} "
-        f"steps reaches at most {worst:.2f} of its band ({len(test.windows_over)} windows over)",
+        f"level: the gap's rms per window of {window} steps reaches at most {worst:.2f} of its band "
+        f"({len(test.windows_over)} windows over)",
         f"growth over the run: {test.growth_gap:+.2f} decades, the envelope's {test.growth_envelope:+.2f} "
         f"(limit {test.growth_limit:+.2f})",
         f"sign: |mean Δ| / rms Δ = {test.bias_gap:.2f}, the envelope's {test.bias_envelope:.2f} "

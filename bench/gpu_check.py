@@ -7,7 +7,10 @@ bench/gpu_check.sh runs it (after building the environments from carried wheels 
 3. train_bf16  the torch implementations again under bf16 autocast (our Jittor trainer is float32-only);
 4. align       gpt2_ft.py for the same steps in torch and Jittor (on CUDA where there is a GPU) and torch on
                the CPU, float32: |loss difference| at every step against torch;
-5. decode      beam search, ours in both frameworks against transformers' generate (python -m bench).
+5. decode      beam search, ours in both frameworks against transformers' generate (python -m bench);
+6. verdict     the LoRA paper recipe's verdict, short: both trainers with its dropout (shared masks) and label
+               smoothing for verdict_steps steps, then python -m alignment verify replays two segments in Jittor
+               from PyTorch's saved states: the verdict and each segment's largest |loss difference|.
 A stage that fails or runs out of time is recorded with its error and the next one runs. The records (the
 layout of log/bench.json, each with its "stage") go to OUT_DIR/bench_gpu.json after every stage, the figure to
 OUT_DIR/bench_gpu.png, each stage's output to OUT_DIR/logs/<stage>.log. --dry-run: the same stages on the CPU
@@ -21,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from alignment.runs import read_run
+from alignment.verdict import judge
 from bench import report
 from bench.workload import read_json, write_json
 from common_data.jsonl import read_jsonl, write_jsonl
@@ -40,6 +45,7 @@ class Sizes:
     warmup_steps: int = 3
     steps: int = 10
     align_steps: int = 50
+    verdict_steps: int = 60  # three segments of a third each: 0 from the shared start, the others replayed
     contexts: int = 100
     beam: int = 10
     eval_len: int = 64
@@ -48,11 +54,11 @@ class Sizes:
 
 
 DRY_RUN = Sizes(model_card="gpt2.tiny", align_model_card="gpt2.tiny", batch_size=2, seq_len=64, warmup_steps=1,
-                steps=2, align_steps=2, contexts=2, beam=2, eval_len=8, time_scale=4.0,
+                steps=2, align_steps=2, verdict_steps=6, contexts=2, beam=2, eval_len=8, time_scale=4.0,
                 # bf16 matmuls crawl on a CPU without bf16 instructions: the dry run keeps the path, not the cost
                 bf16_impls="ours-torch")
-# seconds each stage may take at most (the whole check must end within the device's 8 minutes)
-STAGE_LIMITS = {"precision": 150, "train_fp32": 150, "train_bf16": 60, "align": 150, "decode": 120}
+# seconds each stage may take at most (the whole check must end within its budget, 540 s by default)
+STAGE_LIMITS = {"precision": 150, "train_fp32": 150, "train_bf16": 60, "align": 150, "decode": 120, "verdict": 120}
 
 
 class StageFailed(RuntimeError):
@@ -166,6 +172,38 @@ def align_records(out, encoded, sizes, deadline):
     return records
 
 
+def verdict_records(out, encoded, sizes, deadline):
+    """Both trainers (on the GPU where there is one) with the paper's dropout and smoothing, saving every segment;
+    Jittor replays segments 2 and 3 from PyTorch's states; one record: the verdict and each segment's max |Δ|."""
+    segment = sizes.verdict_steps // 3
+    valid = out / "stages" / "verdict_valid.jsonl"
+    write_jsonl(valid, read_jsonl(encoded / "valid.jsonl")[:sizes.batch_size])
+    folders = {}
+    for name in ("torch", "jittor"):
+        environment, trainer, variables = ALIGN_RUNS[name]
+        folders[name] = out / "stages" / f"verdict_{name}"
+        command = [RUN, environment, "python", trainer, "--train_data", str(encoded / "train.jsonl"),
+                   "--valid_data", str(valid), "--model_card", sizes.align_model_card,
+                   "--train_batch_size", str(sizes.batch_size), "--seq_len", str(sizes.seq_len),
+                   "--lora_dim", "4", "--lora_alpha", "32", "--lora_dropout", "0.1", "--dropout_rng", "shared",
+                   "--label_smooth", "0.1", "--lr", "0.0002", "--correct_bias", "--adam_beta2", "0.999",
+                   "--warmup_step", str(segment), "--max_step", str(sizes.verdict_steps), "--log_interval", "1",
+                   "--eval_interval", "1000000", "--save_interval", str(segment), "--random_seed", "110",
+                   "--work_dir", str(folders[name])]
+        run_logged(command, out / "logs" / f"verdict_{name}.log", max(1.0, deadline - time.monotonic()), variables)
+    run_logged([RUN, "torch", "python", "-m", "alignment", "verify", "--torch", str(folders["torch"]), "--jittor",
+                str(folders["jittor"]), "--segments", f"0,{segment},{2 * segment}", "--segment_steps", str(segment)],
+               out / "logs" / "verdict.log", max(1.0, deadline - time.monotonic()))
+    runs = {name: read_run(folder) for name, folder in folders.items()}
+    verdict = judge(runs["torch"], runs["jittor"], segment_steps=segment).verdict
+    return [{"stage": "verdict", "task": "verdict", "impl": "ours-jittor",
+             "device": str(runs["jittor"].records.get("run", {}).get("device", "")),
+             "config": {"model_card": sizes.align_model_card, "steps": sizes.verdict_steps, "segment_steps": segment,
+                        "verdict": verdict.kind, "reason": verdict.reason},
+             "metric": "max_abs_loss_delta_in_segments", "value": max(s.max_abs for s in verdict.segments),
+             "samples": [s.max_abs for s in verdict.segments], "ratio_to_ours_torch": None}]
+
+
 def stage_record(name, seconds, status, error=None):
     return {"stage": name, "task": "stage", "impl": name, "device": "", "config": {}, "metric": "seconds",
             "value": seconds, "ratio_to_ours_torch": None, "samples": [], "status": status,
@@ -190,6 +228,7 @@ def stages(out, encoded, sizes):
         ("train_bf16", measured("train_bf16", "train", sizes.bf16_impls, bf16=True)),
         ("align", lambda deadline: align_records(out, encoded, sizes, deadline)),
         ("decode", measured("decode", "decode", "ours-torch,ours-jittor,hf-generate")),
+        ("verdict", lambda deadline: verdict_records(out, encoded, sizes, deadline)),
     ]
 
 
@@ -243,7 +282,7 @@ def main(argv=None):
     parser.add_argument("out", type=Path, help="folder for bench_gpu.json, bench_gpu.png, logs/ and stages/")
     parser.add_argument("--dry-run", action="store_true", help="tiny model, 2 steps per stage (runs on the CPU)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds for all the stages together (default 420, 1800 with --dry-run)")
+                        help="seconds for all the stages together (default 540, 1800 with --dry-run)")
     parser.add_argument("--encoded", type=Path, default=ENCODED_E2E,
                         help="folder of the encoded E2E train.jsonl, valid.jsonl and test.jsonl (make data)")
     parser.add_argument("--stages", default=None, help="comma-separated subset of the stages to run")
@@ -253,7 +292,7 @@ def main(argv=None):
         parser.error(f"{args.encoded} lacks {', '.join(missing)}: run `make data` here, and on a device machine "
                      "carry common_data/e2e/encoded")
     sizes = DRY_RUN if args.dry_run else Sizes()
-    budget = args.budget or (1800 if args.dry_run else 420)
+    budget = args.budget or (1800 if args.dry_run else 540)
     records = run_check(args.out, args.encoded, sizes, budget, args.stages.split(",") if args.stages else None)
     report.plot_gpu_check(records, args.out / "bench_gpu.png",
                           f"gpu_check{' --dry-run' if args.dry_run else ''}: {sizes.model_card} "

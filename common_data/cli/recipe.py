@@ -35,10 +35,16 @@ def check_verdict_section(path, values):
     train.update({key: value for section, key, value in values if section == "train"})
     verdict = {key: value for section, key, value in values if section == "verdict"}
     steps = verdict.get("segment_steps", verdict_args.DEFAULT_SEGMENT_STEPS)
+    every = verdict.get("segment_every")
+    if every is not None and (every < steps or every % train["save_interval"]):
+        raise ConfigError(f"{path}: verdict: segment_every {every} must be a multiple of save_interval "
+                          f"{train['save_interval']} and at least segment_steps {steps}")
+    if verdict.get("segments") is None:
+        return
     if train["max_step"] is None:
         raise ConfigError(f"{path}: verdict: segments need the train section's max_step")
     try:
-        verdict_args.check_segments(verdict.get("segments") or [], steps, train["save_interval"], train["max_step"],
+        verdict_args.check_segments(verdict["segments"], steps, train["save_interval"], train["max_step"],
                                     f"{path}: verdict")
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -24,6 +24,8 @@ def add_verdict_arguments(parser, defaults=True):
                        help="the steps whose saved state each segment starts from: 0 is the runs' shared initial "
                             "state (no replay), any other a trainer.STEP checkpoint of the run (default: 0, the end "
                             "of warm-up, the middle and the last K steps, at the run's saves)")
+    group.add_argument("--segment_every", type=int, default=None, metavar="N",
+                       help="without --segments: a segment from the save at every N steps and the last")
     group.add_argument("--envelope_factor", type=float, default=DEFAULT_ENVELOPE_FACTOR if defaults else None,
                        metavar="F", help="the free-running gap may stand at most F times above the envelope "
                                          f"(default: {DEFAULT_ENVELOPE_FACTOR:g})")
@@ -46,11 +48,12 @@ def check_segments(segments, segment_steps, save_interval, max_step, where):
                              f"{save_interval} and end by max_step {max_step} ({segment_steps} steps)")
 
 
-def default_segments(segment_steps, save_interval, warmup_step, max_step):
-    """0, the save at or before the end of warm-up, the one nearest the middle, and the last segment, each starting
-    at a saved step."""
+def default_segments(segment_steps, save_interval, warmup_step, max_step, every=None):
+    """0, the save at or before the end of warm-up, then the save at or before every `every` steps (without it, the
+    middle), and the last segment, each starting at a saved step."""
     def saved_at_or_before(step):
         return max(0, step // save_interval * save_interval)
     last = saved_at_or_before(max_step - segment_steps)
-    starts = {0, saved_at_or_before(warmup_step), saved_at_or_before(max_step // 2), last}
+    marks = range(every, max_step, every) if every else [max_step // 2]
+    starts = {0, saved_at_or_before(warmup_step), last, *(saved_at_or_before(mark) for mark in marks)}
     return sorted(start for start in starts if start + segment_steps <= max_step)

@@ -5,6 +5,8 @@
 #   1. data, base      as `make reproduce` (common_data/scripts/reproduce.sh)
 #   2. <method>        NLG_<framework>/scripts/pipeline.sh with the method's recipe, MAX_STEP steps, in both
 #                      frameworks at once (PARALLEL=1, common_data/scripts/stages.sh) -> runs/compare/<framework>_<method>/
+#      <method> verdict  python -m alignment verify: when the two runs part, Jittor replays segments from PyTorch's
+#                      states (saved every SAVE_INTERVAL, 20, steps) and the float32 envelope is measured once
 #   3. report          python -m alignment methods -> log/methods_report.md (+ .html), figure/methods.png
 #
 # METHODS   (lora jelly dora pissa adalora bitfit full) in report order: an adapter of the pipeline scripts (its
@@ -31,7 +33,7 @@ for method in $methods; do
 done
 [ -n "${methods// /}" ] || { echo "compare.sh: METHODS is empty" >&2; exit 2; }
 export DATASET=e2e MAX_STEP=${MAX_STEP:-200}
-export EVAL_INTERVAL=${EVAL_INTERVAL:-$(( MAX_STEP / 2 ))} SAVE_INTERVAL=$MAX_STEP
+export EVAL_INTERVAL=${EVAL_INTERVAL:-$(( MAX_STEP / 2 ))} SAVE_INTERVAL=${SAVE_INTERVAL:-20}
 mkdir -p runs/compare log figure
 source common_data/scripts/stages.sh
 stages_start compare runs/compare/timings.tsv
@@ -42,6 +44,8 @@ for method in $methods; do
   settings=(ADAPTER="$method")
   case "$method" in full|rslora|loraplus) settings=(ADAPTER=lora RECIPE="recipes/methods/e2e_$method.yaml") ;; esac
   stage "$method" pipelines runs/compare/ "_$method" "${settings[@]}"
+  stage "$method verdict" environments/run torch python -m alignment verify --torch "runs/compare/torch_$method" \
+    --jittor "runs/compare/jittor_$method"
 done
 stage report environments/run torch python -m alignment methods --runs runs/compare --methods $methods \
   --out-md log/methods_report.md --figures figure

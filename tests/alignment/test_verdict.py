@@ -47,7 +47,8 @@ def pair(tmp_path, offsets, replays=(), envelope_offsets=None):
     (start, offsets) is Jittor from PyTorch's state at start for K steps."""
     reference = loss_curve()
     torch_run = write_run(tmp_path / "torch", reference)
-    jittor_run = write_run(tmp_path / "jittor", {step: loss + offsets.get(step, 0.0) for step, loss in reference.items()})
+    jittor_run = write_run(tmp_path / "jittor",
+                           {step: loss + offsets.get(step, 0.0) for step, loss in reference.items()})
     for start, replay_offsets in replays:
         folder = replay_folder(jittor_run, "torch", start)
         folder.mkdir(parents=True)
@@ -157,7 +158,8 @@ def test_the_report_shows_the_verdict_with_its_figure_and_segments(tmp_path, kin
     section = report_sections(out_md.read_text())["Verdict"]
     assert f"**e2e: {kind}** —" in section
     assert "| steps 1-20 from the shared initial state | 20 / 20 |" in section
-    assert "](figures/e2e_verdict.png)" in section and (tmp_path / "figures" / "e2e_verdict.png").stat().st_size > 20_000
+    assert "](figures/e2e_verdict.png)" in section
+    assert (tmp_path / "figures" / "e2e_verdict.png").stat().st_size > 20_000
     assert "- level: the gap's rms per window of 20 steps" in section
     trace = "Trace the first failing segment"
     assert (trace in section) == (kind == "not equivalent")

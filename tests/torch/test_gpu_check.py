@@ -9,7 +9,7 @@ import pytest
 from bench import gpu_check
 from common_data.paths import REPO_ROOT
 
-STAGES = ["precision", "train_fp32", "train_bf16", "align", "decode"]
+STAGES = ["precision", "train_fp32", "train_bf16", "align", "decode", "verdict"]
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,12 @@ def test_a_failing_stage_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch
     assert stage_records["train_fp32"]["missing"] == "hf-peft: out of memory"
     assert stage_records["decode"]["status"] == "ok"
     assert json.loads((tmp_path / "bench_gpu.json").read_text()) == records
+
+
+def test_the_verdict_stage_replays_two_segments_with_shared_dropout_masks(dry_run):
+    _, records, out = dry_run
+    (record,) = [r for r in records if r["stage"] == "verdict" and r["task"] == "verdict"]
+    assert record["config"]["verdict"] in ("step-exact", "equivalent"), record["config"]["reason"]
+    assert len(record["samples"]) == 3 and record["value"] == max(record["samples"]) < 1e-4
+    assert [path.name for path in sorted((out / "stages" / "verdict_jittor" / "replays").iterdir())] == \
+        ["from_torch.2", "from_torch.4"]
