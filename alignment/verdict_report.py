@@ -46,7 +46,7 @@ def plot_verdict(path, title, comparison, envelope, tolerance):
     segment's |Δ|; exact matches sit on the bottom edge."""
     figure = Figure(figsize=(10, 5.2), layout="constrained")
     axes = figure.subplots()
-    floor = tolerance / 100
+    floor = tolerance / 1000
     curve = comparison.curves["step_loss"]
     axes.plot(curve["step"], np.maximum(curve["abs_delta"], floor), color="C0", alpha=0.35, linewidth=0.8,
               label="free runs, |Jittor − PyTorch| per step")
@@ -59,7 +59,8 @@ def plot_verdict(path, title, comparison, envelope, tolerance):
         axes.stairs(np.maximum(windows["envelope_rms"], floor), edges, baseline=None, color="0.45", linewidth=2,
                     label="envelope (PyTorch vs PyTorch, base moved by one ulp), rms per window")
         axes.stairs(windows["band"], edges, baseline=None, color="black", linestyle="--", linewidth=1.2,
-                    label=f"band: {test.factor:g} x the envelope's largest rms so far, at least the tolerance")
+                    label=f"band: {test.factor:g} x {test.scale:.3g} x the envelope's largest rms so far, "
+                          "at least the tolerance")
     elif envelope is not None:
         axes.plot(envelope.steps, np.maximum(np.abs(envelope.delta), floor), color="0.45", linewidth=0.8,
                   label="envelope (PyTorch vs PyTorch, base moved by one ulp)")
@@ -93,7 +94,8 @@ def envelope_bullets(test, envelope):
     record = envelope.record
     return Bullets((
         f"level: the gap's rms per window of {window} steps reaches at most {worst:.2f} of its band "
-        f"({len(test.windows_over)} windows over)",
+        f"({len(test.windows_over)} windows over); the band is {test.factor:g} x the envelope's rms x "
+        f"{test.scale:.3g}, the ratio of the two gaps over the first window (the pair's own rounding)",
         f"growth over the run: {test.growth_gap:+.2f} decades, the envelope's {test.growth_envelope:+.2f} "
         f"(limit {test.growth_limit:+.2f})",
         f"sign: |mean Δ| / rms Δ = {test.bias_gap:.2f}, the envelope's {test.bias_envelope:.2f} "
