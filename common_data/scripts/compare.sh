@@ -6,7 +6,8 @@
 #   2. <method>        NLG_<framework>/scripts/pipeline.sh with the method's recipe, MAX_STEP steps, in both
 #                      frameworks at once (PARALLEL=1, common_data/scripts/stages.sh) -> runs/compare/<framework>_<method>/
 #      <method> verdict  python -m alignment verify: when the two runs part, Jittor replays segments from PyTorch's
-#                      states (saved every SAVE_INTERVAL, 20, steps) and the float32 envelope is measured once
+#                      states (saved every SAVE_INTERVAL, MAX_STEP / 4, steps) and the float32 envelope is measured
+#                      once
 #   3. report          python -m alignment methods -> log/methods_report.md (+ .html), figure/methods.png
 #
 # METHODS   (lora jelly dora pissa adalora bitfit full) in report order: an adapter of the pipeline scripts (its
@@ -33,7 +34,7 @@ for method in $methods; do
 done
 [ -n "${methods// /}" ] || { echo "compare.sh: METHODS is empty" >&2; exit 2; }
 export DATASET=e2e MAX_STEP=${MAX_STEP:-200}
-export EVAL_INTERVAL=${EVAL_INTERVAL:-$(( MAX_STEP / 2 ))} SAVE_INTERVAL=${SAVE_INTERVAL:-20}
+export EVAL_INTERVAL=${EVAL_INTERVAL:-$(( MAX_STEP / 2 ))} SAVE_INTERVAL=${SAVE_INTERVAL:-$(( MAX_STEP / 4 ))}
 mkdir -p runs/compare log figure
 source common_data/scripts/stages.sh
 stages_start compare runs/compare/timings.tsv
