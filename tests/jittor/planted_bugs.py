@@ -1,6 +1,13 @@
 """`python tests/jittor/planted_bugs.py BUG [gpt2_ft.py flags]`: the Jittor trainer with one bug of BUGS planted, for
 the verdict's tests: small porting errors whose effect grows with the adapters, so that a short comparison from the
-start misses them."""
+start misses them.
+
+The detection limit of the README was measured with it: for a PyTorch run TORCH (test_verdict_bugs.py's flags),
+    python tests/jittor/planted_bugs.py lora_scale:1e-4 --config TORCH/run.json --work_dir J
+    python tests/jittor/planted_bugs.py lora_scale:1e-4 --config TORCH/run.json --work_dir J/replays/from_torch.60 \
+        --resume_from TORCH/trainer.60.safetensors --stop_step 80          (and so for each segment)
+    python -m alignment report --torch TORCH --jittor J --envelope ENVELOPE.json
+"""
 import sys
 
 from common_data.schedule import learning_rate
@@ -34,7 +41,7 @@ def decay_to_one_step_past_the_end():
 BUGS = {
     "lora_scale": lambda: lora_scale(1.5e-4),  # scale = alpha / r x (1 + 1.5e-4)
     "no_weight_decay": lambda: weight_decay_times(0.0),  # --weight_decay not passed on to the optimizer
-    "weight_decay_twice": lambda: weight_decay_times(2.0),  # the decay applied once more (e.g. as L2 as well)
+    "weight_decay_twice": lambda: weight_decay_times(2.0),  # the decoupled decay applied once more
     "decay_to_one_step_past_the_end": decay_to_one_step_past_the_end,  # linear decay to max_step + 1
 }
 
