@@ -82,17 +82,18 @@ def jittor_run(folder, name, bug=None):
 
 def test_the_shipped_trainer_is_step_exact_or_equivalent_and_its_replays_step_exact(reference, capsys):
     shipped = jittor_run(reference, "jittor")
-    # --segments asks for the replays even of step-exact runs
-    assert alignment_main(["verify", "--torch", str(reference / "torch"), "--jittor", str(shipped),
+    # --segments asks for the replays even of step-exact runs; --reverse replays PyTorch from Jittor's states too
+    assert alignment_main(["verify", "--torch", str(reference / "torch"), "--jittor", str(shipped), "--reverse",
                            "--segments", ",".join(map(str, (0, *SEGMENTS))), "--segment_steps", "20"]) == 0
     printed = capsys.readouterr()
     assert f"replaying steps {WARMUP + 1}-{WARMUP + 20} in jittor from torch's step {WARMUP}" in printed.err
+    assert f"replaying steps {WARMUP + 1}-{WARMUP + 20} in torch from jittor's step {WARMUP}" in printed.err
     comparison = judge(read_run(reference / "torch"), read_run(shipped), TOLERANCE)
     assert comparison.status in ("step-exact", "equivalent")
     assert printed.out.startswith(f"{shipped}: {comparison.status} — ")
     assert [(segment.start, segment.source, segment.complete, segment.passes(TOLERANCE))
-            for segment in comparison.verdict.segments] == [(0, "both", True, True), (20, "torch", True, True),
-                                                            (WARMUP, "torch", True, True)]
+            for segment in comparison.verdict.segments] == [
+        (0, "both", True, True), *((start, source, True, True) for start in SEGMENTS for source in ("jittor", "torch"))]
 
 
 @pytest.mark.parametrize("bug", bug_names())
