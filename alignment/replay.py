@@ -52,19 +52,20 @@ def cached_envelope(run):
     return read_envelope(path) if envelope_matches(path, args) else None
 
 
-def run_args(run_folder):
-    record = read_run(run_folder).records.get("run")
+def run_args(run):
+    """The arguments a run (a RunLog) was started with, from its run.json."""
+    record = run.records.get("run")
     if record is None or "args" not in record:
-        raise ValueError(f"{run_folder}: no run.json with the run's arguments")
+        raise ValueError(f"{run.source}: no run.json with the run's arguments")
     return record["args"]
 
 
 def trainer(framework, run_folder, work_dir, *flags):
     """Run the framework's gpt2_ft.py with `run_folder`'s arguments and these flags, in its environment; its output
     goes to work_dir.log. Returns work_dir."""
-    never = run_args(run_folder)["grad_acc"] * 10 ** 9  # an interval no run reaches
+    never = run_args(read_run(run_folder))["grad_acc"] * 10 ** 9  # an interval no run reaches
     command = [str(REPO_ROOT / "environments" / "run"), framework, "python", str(REPO_ROOT / TRAINERS[framework]),
-               "--config", str(Path(run_folder) / "run.json"), "--work_dir", str(work_dir),
+               "--config", str(Path(run_folder).resolve() / "run.json"), "--work_dir", str(Path(work_dir).resolve()),
                "--eval_interval", str(never), "--save_interval", str(never), *map(str, flags)]
     Path(work_dir).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{work_dir}.log", "w", encoding="utf-8") as log:
@@ -80,7 +81,7 @@ def replay_segment(source_run, source, replaying_run, start, steps):
     folder = replay_folder(replaying_run, source, start)
     if (folder / "run.json").is_file() and json.loads((folder / "run.json").read_text()).get("status") == "finished":
         return folder
-    checkpoint = trainer_checkpoint_path(source_run, start)
+    checkpoint = trainer_checkpoint_path(source_run, start).resolve()
     if not checkpoint.is_file():
         raise ValueError(f"{checkpoint}: missing; the run saves every save_interval steps, a segment starts at one")
     return trainer(OTHER[source], source_run, folder, "--resume_from", checkpoint, "--stop_step", start + steps)
@@ -125,9 +126,9 @@ def envelope_matches(path, args):
 def measure_envelope(torch_run, out):
     """Run PyTorch again on the base moved by one ulp (into torch_run/envelope) and write the envelope `out`: both
     runs' losses at every step, with what it was measured on."""
-    args = run_args(torch_run)
+    args = run_args(read_run(torch_run))
     work = Path(torch_run) / "envelope"
-    base = perturbed_base(args, Path(torch_run) / "envelope_base.safetensors")
+    base = perturbed_base(args, Path(torch_run).resolve() / "envelope_base.safetensors")
     try:
         trainer("torch", torch_run, work, "--init_checkpoint", base)
     finally:

@@ -23,13 +23,13 @@ import pandas as pd
 
 from alignment.compare import DEFAULT_TOLERANCE, compare_runs, matched_curve
 from alignment.runs import read_run
+from alignment.summary import SIDES
 from common_data.cli.verdict_args import DEFAULT_ENVELOPE_FACTOR, DEFAULT_SEGMENT_STEPS
 
 REPLAYS = "replays"
 REPLAY_NAME = re.compile(r"from_(torch|jittor)\.(\d+)")
 OTHER = {"torch": "jittor", "jittor": "torch"}
 BIAS_FLOOR = 0.5  # |mean Δ| / rms Δ that a gap may show whatever the envelope's
-FRAMEWORK_NAMES = {"torch": "PyTorch", "jittor": "Jittor"}
 
 
 def replay_folder(run_folder, source, start):
@@ -51,8 +51,8 @@ class Segment:
     def name(self):
         if self.folder is None:
             return f"steps 1-{self.steps} from the shared initial state"
-        return (f"steps {self.start + 1}-{self.start + self.steps}, {FRAMEWORK_NAMES[OTHER[self.source]]} "
-                f"from {FRAMEWORK_NAMES[self.source]}'s step {self.start}")
+        return (f"steps {self.start + 1}-{self.start + self.steps}, {SIDES[OTHER[self.source]]} "
+                f"from {SIDES[self.source]}'s step {self.start}")
 
     @property
     def complete(self):
@@ -72,7 +72,8 @@ def segment_zero(torch_run, jittor_run, steps):
 
 
 def replayed_segments(runs):
-    """Every replay found under the runs' folders ({side: RunLog}), by start step."""
+    """Every replay found under the runs' folders ({side: RunLog}) that starts from a state of the other run of the
+    pair (its --resume_from in that run's folder), by start step."""
     segments = []
     for replaying, run in runs.items():
         folder = Path(run.source) / REPLAYS
@@ -85,6 +86,8 @@ def replayed_segments(runs):
             source, start = match.group(1), int(match.group(2))
             replay = read_run(path)
             args = replay.records.get("run", {}).get("args", {})
+            if Path(args.get("resume_from") or "").parent.resolve() != Path(runs[source].source).resolve():
+                continue
             steps = (args.get("stop_step") or args.get("max_step") or start) - start
             sides = {source: runs[source].step_losses, replaying: replay.step_losses}
             curve = matched_curve(sides["torch"], sides["jittor"], "loss")
@@ -224,9 +227,9 @@ def incomplete_runs(runs):
         last, planned = last_step(run), planned_step(run)
         other = last_step(runs[OTHER[side]])
         if planned is not None and last < planned:
-            texts.append(f"the {FRAMEWORK_NAMES[side]} run `{run.source}` ends at step {last} of its {planned}")
+            texts.append(f"the {SIDES[side]} run `{run.source}` ends at step {last} of its {planned}")
         elif last < other:
-            texts.append(f"the {FRAMEWORK_NAMES[side]} run `{run.source}` ends at step {last}, the other at {other}")
+            texts.append(f"the {SIDES[side]} run `{run.source}` ends at step {last}, the other at {other}")
     return texts
 
 
@@ -278,6 +281,6 @@ def decide(comparison, runs, tolerance, segment_steps, envelope=None, factor=DEF
     return Verdict("equivalent", f"the free runs part from step {first_over} (largest |Δ loss| "
                    f"{comparison.deltas['step_loss'].max_abs:.2e}), but all {len(segments)} segments replayed from "
                    f"shared states are step-exact (largest |Δ| {max(s.max_abs for s in segments):.2e}) and the gap "
-                   f"stays within {factor:g} x the float32 envelope (at the pair's own rounding, {test.scale:.3g} x the "
-                   "envelope's), grows like it and has no sign of its own.",
+                   f"stays within {factor:g} x the float32 envelope (at the pair's own rounding, {test.scale:.3g} x "
+                   "the envelope's), grows like it and has no sign of its own.",
                    segments, test, None)

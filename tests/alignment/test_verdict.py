@@ -136,6 +136,16 @@ def test_a_gap_that_outgrows_the_envelope_is_not_equivalent(tmp_path):
     assert result.kind == "not equivalent" and "grows by" in result.reason, result.reason
 
 
+def test_a_replay_from_another_runs_state_is_not_a_segment_of_this_pair(tmp_path):
+    torch_run, jittor_run, envelope = pair(tmp_path, drift(1), quiet_replays((20,)), envelope_offsets=drift(2))
+    other = replay_folder(jittor_run, "torch", 100)
+    other.mkdir(parents=True)
+    write_run(other, {step: 0.0 for step in range(101, 121)}, planned=120,
+              args={"stop_step": 120, "resume_from": str(tmp_path / "another_torch_run" / "trainer.100.safetensors")})
+    result = verdict(torch_run, jittor_run, envelope)
+    assert [segment.start for segment in result.segments] == [0, 20] and result.kind == "equivalent"
+
+
 def test_a_run_cut_short_is_incomplete(tmp_path, capsys):
     reference = loss_curve()
     torch_run = write_run(tmp_path / "torch", reference)
