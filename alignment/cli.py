@@ -207,9 +207,10 @@ def verify_settings(args, run_args, max_step):
 
 
 def verify_main(args):
-    torch_args = replay.run_args(args.torch)
-    settings = verify_settings(args, torch_args, read_run(args.torch).records["run"].get("max_step"))
-    comparison = judge(read_run(args.torch), read_run(args.jittor), args.tolerance, settings["segment_steps"])
+    torch_run = read_run(args.torch)
+    torch_args = replay.run_args(torch_run)
+    settings = verify_settings(args, torch_args, torch_run.records["run"].get("max_step"))
+    comparison = judge(torch_run, read_run(args.jittor), args.tolerance, settings["segment_steps"])
     if comparison.status in ("incomplete", "not comparable") or (comparison.status == "step-exact"
                                                                  and args.segments is None):
         print(f"{args.jittor}: {comparison.status} — {comparison.verdict.reason} (nothing to replay)")

@@ -9,7 +9,8 @@ from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Tab
 from alignment.scores import metrics_table
 
 SIDES = {"torch": "PyTorch", "jittor": "Jittor"}
-SERIES_NAMES = {"step_loss": "training loss at every step", "loss": "training loss", "avg_loss": "training loss, running mean", "valid_loss": "validation loss"}
+SERIES_NAMES = {"step_loss": "training loss at every step", "loss": "training loss",
+                "avg_loss": "training loss, running mean", "valid_loss": "validation loss"}
 HEADLINE_METRIC = "BLEU"
 
 

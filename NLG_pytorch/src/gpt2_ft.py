@@ -363,7 +363,8 @@ class Trainer:
 
     def write_record(self, status):
         self.record.write(status, self.peak_memory(), world_size=self.ranks.world_size, max_step=self.max_step,
-                          stop_step=self.stop_step, batches_per_epoch=self.batches_per_epoch, final_step=self.progress.step,
+                          stop_step=self.stop_step, batches_per_epoch=self.batches_per_epoch,
+                          final_step=self.progress.step,
                           trainable_parameters=sum(math.prod(param.shape) for param in self.trainable().values()))
 
     def run(self):

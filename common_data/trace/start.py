@@ -20,7 +20,7 @@ class Start:
 
     def rows(self, pairs, rows):
         """The rows to train on: the first `rows` afresh, all of them as the trainer from a checkpoint."""
-        return pairs if self.optimizer_arrays is not None else pairs[:rows]
+        return pairs if self.adapter_checkpoint is not None else pairs[:rows]
 
 
 def training_start(trainer_checkpoint):
