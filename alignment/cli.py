@@ -22,7 +22,7 @@ from common_data.cli.verdict_args import DEFAULT_ENVELOPE_FACTOR, DEFAULT_SEGMEN
 # per-dataset options of `report`, by their DatasetInputs field
 PER_DATASET = {"torch": "torch_run", "jittor": "jittor_run", "torch_pred": "torch_pred",
                "jittor_pred": "jittor_pred", "torch_scores": "torch_scores", "jittor_scores": "jittor_scores",
-               "envelope": "envelope"}
+               "envelope": "envelope", "test_input": "test_input"}
 NOT_GIVEN = "-"
 LEGACY_TOLERANCE = 0.01  # console logs print losses with 2 decimals
 
@@ -67,6 +67,9 @@ def build_parser():
     report.add_argument("--jittor-scores", action="append", metavar="JSON", help="`nlg-eval --json` output, Jittor")
     report.add_argument("--envelope", action="append", metavar="JSON",
                         help="the float32 envelope of the runs' recipe (`python -m alignment verify` writes it)")
+    report.add_argument("--test-input", action="append", metavar="JSONL",
+                        help="the formatted test file the outputs follow (common_data/<dataset>/sampled/"
+                             "test_formatted.jsonl): five inputs with both outputs and a reference in the report")
     report.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="NATS",
                         help="largest |Δ loss| (nats per token) at a matched step that still counts as step-exact "
                              "(default: %(default)g)")

@@ -14,6 +14,7 @@ from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Tab
 from alignment.resources import resource_tables
 from alignment.run_log import empty_run
 from alignment.runs import read_run
+from alignment.samples import samples_section
 from alignment.scores import read_scores
 from alignment.summary import SERIES_NAMES, SIDES, share_text, step_text, summary_section
 from alignment.verdict import judge, read_envelope
@@ -29,7 +30,8 @@ class DatasetInputs:
 
     A run is a run folder (metrics.jsonl + run.json) or a console log; scores are `nlg-eval --json`
     outputs; predictions are decoded text files, one output per line; envelope is the float32 envelope of the
-    runs' recipe (`python -m alignment verify`).
+    runs' recipe (`python -m alignment verify`); test_input is the formatted test file (context, completion per row)
+    that the predictions follow, for the samples.
     """
     dataset: str
     torch_run: Path | None = None
@@ -39,6 +41,7 @@ class DatasetInputs:
     torch_scores: Path | None = None
     jittor_scores: Path | None = None
     envelope: Path | None = None
+    test_input: Path | None = None  # the formatted test file the predictions follow (samples)
 
 
 @dataclasses.dataclass
@@ -198,6 +201,7 @@ def build_report(datasets, out_md, out_html, figures_dir, tolerance=DEFAULT_TOLE
         verdict_section(results, tolerance, figures_dir, figure_prefix),
         curves_section(results),
         outputs_section(results),
+        samples_section(results),
         *([trace_report.report_section(trace_dir, figures_dir, figure_prefix)] if trace_dir is not None else []),
         resource_section("Peak memory", memory, "MiB", ".1f", figures_dir / f"{figure_prefix}peak_memory.png",
                          results, measured=True),

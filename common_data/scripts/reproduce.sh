@@ -66,7 +66,8 @@ for dataset in $datasets; do
   stage "$dataset verdict" environments/run torch python -m alignment verify --torch "$torch_run" --jittor "$jittor_run"
   report_args+=(--dataset "$dataset" --torch "$torch_run" --jittor "$jittor_run"
     --torch-pred "$torch_run/pred.txt" --jittor-pred "$jittor_run/pred.txt"
-    --torch-scores "$torch_run/scores.json" --jittor-scores "$jittor_run/scores.json")
+    --torch-scores "$torch_run/scores.json" --jittor-scores "$jittor_run/scores.json"
+    --test-input "common_data/$dataset/sampled/test_formatted.jsonl")
 done
 
 # the default run's report is log/alignment_report.md; another adapter or recipe names its own

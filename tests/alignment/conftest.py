@@ -6,7 +6,7 @@ import pytest
 
 from common_data.runlog import MetricsLog, RunRecord
 
-HEADINGS = ("Summary", "Verdict", "Loss curves", "Beam outputs", "Peak memory", "Runtime", "Inputs")
+HEADINGS = ("Summary", "Verdict", "Loss curves", "Beam outputs", "Samples", "Peak memory", "Runtime", "Inputs")
 STEPS = range(10, 210, 10)
 MIB = 2 ** 20
 

@@ -9,6 +9,8 @@ from alignment.report import DatasetInputs, build_report
 
 PLANTED = {50: 2e-5, 120: 3.5e-4, 160: -2e-4}  # Jittor minus PyTorch training loss at these steps
 TOLERANCE = 1e-4
+TEST_ROWS = [("name : A", "A ."), ("name : A", "It is A ."), ("name : B", "B .<|endoftext|>"), ("name : C", "C ."),
+             ("name : D | near : E", "D is near E .")]  # four contexts; the outputs follow them
 
 
 def write_lines(path, lines):
@@ -26,7 +28,10 @@ def planted_runs(tmp_path, run_folder):
     torch_scores.write_text(json.dumps({"BLEU": 0.5, "NIST": 6.0, "METEOR": 0.4, "ROUGE_L": 0.55, "CIDEr": 2.0}))
     jittor_scores = tmp_path / "jittor_scores.json"
     jittor_scores.write_text(json.dumps({"BLEU": 0.51, "NIST": 6.0, "METEOR": 0.4, "ROUGE_L": 0.55, "CIDEr": 1.9}))
-    return DatasetInputs("e2e", torch_run, jittor_run, torch_pred, jittor_pred, torch_scores, jittor_scores)
+    test_input = write_lines(tmp_path / "test_formatted.jsonl", [json.dumps({"context": context, "completion": text})
+                                                                 for context, text in TEST_ROWS])
+    return DatasetInputs("e2e", torch_run, jittor_run, torch_pred, jittor_pred, torch_scores, jittor_scores,
+                         test_input=test_input)
 
 
 def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sections, report_headings, run_steps):
@@ -49,6 +54,10 @@ def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sectio
     assert "| e2e | not equivalent | 20 | 3.500e-04 | 120 |" in body["Summary"]
     assert "3/4 (75.00%)" in body["Summary"] and "3/4 (75.00%)" in body["Beam outputs"]
     assert "| BLEU | 0.5 | 0.51 | +0.01 | +2.00 |" in body["Summary"]
+    assert "| # | input | PyTorch | Jittor | reference |" in body["Samples"]  # the four contexts, in order
+    for row in ("| 1 | name : A | a b c | a b c | A . |", "| 2 | name : B | d e | d e | B . |",
+                "| 3 | name : C | f \\| g | f \\| g | C . |", "| 4 | name : D \\| near : E | h | h i | D is near E . |"):
+        assert row in body["Samples"]
     assert "| CIDEr | 2 | 1.9 | -0.1 | -5.00 |" in body["Summary"]
     assert "| e2e | train | 300.0 | 450.0 | 1.500 | rss / rss |" in body["Peak memory"]
     assert "| e2e | decode | 150.0 | 225.0 | 1.500 | rss / rss |" in body["Peak memory"]
@@ -114,6 +123,8 @@ def test_every_section_says_what_is_missing(tmp_path, run_folder, report_section
     assert "absent.json` does not exist" in body["Summary"]
     assert "Jittor scores: not given" in body["Summary"]
     assert "PyTorch predictions: not given" in body["Beam outputs"]
+    assert "No samples: test input: not given; PyTorch outputs: not given; Jittor outputs: not given." \
+        in body["Samples"]
     assert "| webnlg | train | 300.0 | n/a |" in body["Peak memory"]
     assert "metrics.jsonl: missing" in body["Inputs"] and "run.json: missing" in body["Inputs"]
     # the PyTorch run alone still gets its curves drawn
@@ -150,3 +161,9 @@ def test_a_broken_timings_file_is_named_with_its_line(tmp_path, run_folder):
     with pytest.raises(ValueError, match=r"timings\.tsv:2: expected"):
         build_report([DatasetInputs("e2e", folder)], tmp_path / "report.md", tmp_path / "report.html",
                      tmp_path / "figure")
+
+
+def test_samples_are_refused_when_the_outputs_do_not_follow_the_test_input(planted_runs, tmp_path):
+    write_lines(planted_runs.jittor_pred, ["a b c", "d e", "f | g"])
+    with pytest.raises(ValueError, match=r"Jittor outputs: 3 lines for the 4 contexts of .*test_formatted\.jsonl"):
+        build_report([planted_runs], tmp_path / "r.md", tmp_path / "r.html", tmp_path / "f")
