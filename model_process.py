@@ -2,6 +2,8 @@
 
   python model_process.py import-hf SRC OUT.safetensors
   python model_process.py export-hf BASE.safetensors OUT_DIR [--adapter ADAPTER.safetensors]
+  python model_process.py export-peft ADAPTER.safetensors OUT_DIR --base_model gpt2-medium
+  python model_process.py import-peft PEFT_DIR OUT.safetensors --base BASE.safetensors
 """
 import argparse
 import json
@@ -13,10 +15,15 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from common_data.atomic import atomic_open, atomic_path
-from common_data.checkpoint import configs_from_metadata, load_model_checkpoint, load_tensors, save_tensors
+from common_data.checkpoint import (configs_from_metadata, load_model_checkpoint, load_tensors, model_size,
+                                    save_tensors)
 from common_data.cli.command import add_debug_argument, command
 from common_data.gpt2_config import GPT2Config, base_param_shapes
 from common_data.merge import merge_adapter_arrays
+from common_data.peft_format.export import to_peft
+from common_data.peft_format.folder import read_folder, write_folder
+from common_data.peft_format.layout import PeftFormatError
+from common_data.peft_format.load import from_peft
 
 HF_PREFIX = "transformer."
 # Causal-mask buffers that older transformers versions saved with the weights.
@@ -125,6 +132,41 @@ def export_hf(base_path, out_dir, adapter_path=None):
     print(f"wrote {out_dir}: config.json, model.safetensors")
 
 
+def check_named_base(base_model, config, adapter_path):
+    """A base named by a local folder (an export-hf output, say) must be the GPT-2 the adapter was trained on."""
+    config_path = Path(base_model) / "config.json"
+    if not config_path.is_file():
+        return
+    named = GPT2Config.from_hf(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
+    if named != config:
+        raise PeftFormatError(f"{adapter_path}: trained on a GPT-2 of {model_size(config)}, but --base_model "
+                              f"{base_model} is one of {model_size(named)}")
+
+
+def export_peft(adapter_path, out_dir, base_model):
+    arrays, metadata = load_model_checkpoint(adapter_path)
+    settings, tensors, header = to_peft(arrays, metadata, base_model, str(adapter_path))
+    check_named_base(base_model, configs_from_metadata(metadata, str(adapter_path))[0], adapter_path)
+    write_folder(out_dir, settings, tensors, header)
+    print(f"wrote {out_dir}: adapter_config.json, adapter_model.safetensors ({settings['peft_type']}, "
+          f"{len(settings['target_modules'])} module kinds, base {base_model})")
+
+
+def import_peft(peft_dir, out, base_path):
+    _, base_metadata = load_tensors(base_path)
+    if not base_metadata or "config" not in base_metadata:
+        raise PeftFormatError(f"{base_path}: no GPT-2 config in its metadata (write it with model_process.py "
+                              "import-hf)")
+    base_config, _, _ = configs_from_metadata(base_metadata, str(base_path))
+    settings, tensors, header = read_folder(peft_dir)
+    arrays, metadata = from_peft(settings, tensors, header, base_config, f"--base {base_path}", str(peft_dir))
+    save_tensors(out, arrays, metadata)
+    with atomic_open(Path(out).with_suffix(".json")) as handle:
+        json.dump(metadata, handle, indent=2)
+    adapter = metadata["adapter_config"]
+    print(f"wrote {out}: {adapter['adapter']} adapters of rank {adapter['lora_dim']} on {','.join(adapter['targets'])}")
+
+
 @command("model_process.py")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,12 +180,35 @@ def main(argv=None):
     exporter.add_argument("base", help="base model .safetensors written by import-hf or by training")
     exporter.add_argument("out_dir", help="output folder for config.json and model.safetensors")
     exporter.add_argument("--adapter", help="adapter checkpoint (model.STEP.safetensors) to merge into the base")
-    add_debug_argument(parser, importer, exporter)
+    peft_exporter = commands.add_parser(
+        "export-peft", help="adapter checkpoint -> peft adapter folder (PeftModel.from_pretrained loads it)",
+        description="Write a trained adapter (LoRA, rsLoRA, DoRA, PiSSA as LoRA on the original base, AdaLoRA, JELLY "
+                    "after its switch) as a peft adapter folder, exactly; what peft cannot express is refused.")
+    peft_exporter.add_argument("adapter", help="adapter checkpoint (model.STEP.safetensors of gpt2_ft.py)")
+    peft_exporter.add_argument("out_dir", help="output folder for adapter_config.json and adapter_model.safetensors")
+    peft_exporter.add_argument("--base_model", required=True,
+                               help="base_model_name_or_path to write: a hub name (gpt2-medium) or the folder of the "
+                                    "base (export-hf), whose config.json must then be the adapter's GPT-2")
+    peft_importer = commands.add_parser(
+        "import-peft", help="peft adapter folder -> adapter checkpoint (gpt2_beam.py / gpt2_ft.py --adapter_checkpoint)",
+        description="Read a peft LoRA (rsLoRA, DoRA) or AdaLoRA adapter of GPT-2 into this project's adapter "
+                    "checkpoint, exactly; what this project cannot express is refused.")
+    peft_importer.add_argument("peft_dir", help="peft adapter folder (adapter_config.json + adapter_model.safetensors)")
+    peft_importer.add_argument("out", help="output adapter checkpoint .safetensors (+ .json beside it)")
+    peft_importer.add_argument("--base", required=True,
+                               help="the base model .safetensors (import-hf) the adapter goes with: its GPT-2 config "
+                                    "goes into the checkpoint and the adapter's shapes are checked against it")
+    add_debug_argument(parser, importer, exporter, peft_exporter, peft_importer)
     args = parser.parse_args(argv)
     if args.command == "import-hf":
         import_hf(args.src, args.out)
-    else:
+    elif args.command == "export-hf":
         export_hf(args.base, args.out_dir, args.adapter)
+    elif args.command == "export-peft":
+        export_peft(args.adapter, args.out_dir, args.base_model)
+    else:
+        import_peft(args.peft_dir, args.out, args.base)
+    return 0
 
 
 if __name__ == "__main__":
