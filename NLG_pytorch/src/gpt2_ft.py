@@ -34,6 +34,8 @@ from common_data.cli.ft_args import parse_args
 from common_data.gpt2_config import AdapterConfig, config_for_card
 from common_data.resume import Progress, load_trainer_state, resume_point, save_trainer_state
 from common_data.schedule import learning_rate
+from common_data.tensorboard_log.curves import TrainingCurves
+from common_data.training.adapter_start import adopt_adapter_checkpoint
 from NLG_pytorch.src import adapters, run_info
 from NLG_pytorch.src.distributed import init_ranks
 from NLG_pytorch.src.dropout import use_shared_masks
@@ -66,16 +68,20 @@ class Trainer:
         self.progress = Progress()
         self.last_saved_step = None
         self.metrics = None
+        self.curves = None
 
     def build_model(self):
         args = self.args
         self.config = config_for_card(args.model_card)
+        adapter_arrays = adopt_adapter_checkpoint(args, self.config)
         self.adapter_config = AdapterConfig(adapter=args.adapter, lora_dim=args.lora_dim,
                                             lora_alpha=float(args.lora_alpha), lora_dropout=args.lora_dropout,
                                             targets=args.lora_targets, jelly_mode=args.jelly_mode,
                                             use_rslora=args.use_rslora)
         base_arrays = load_base_checkpoint(args.init_checkpoint, self.config) if args.init_checkpoint else None
         self.model = GPT2LMModel(self.config, self.adapter_config, seed=args.random_seed, base_arrays=base_arrays)
+        if adapter_arrays is not None:
+            self.model.load_arrays(adapter_arrays, strict=False)
         self.shared_masks = None
         if args.dropout_rng == "shared":
             rows = batching.rank_rows(range(args.train_batch_size), self.ranks.rank, self.ranks.world_size)
@@ -297,6 +303,8 @@ class Trainer:
     def event(self, name, **fields):
         if self.metrics is not None:
             self.metrics.write(name, **fields)
+        if self.curves is not None:
+            self.curves.record(name, **fields)
 
     def log_training(self):
         progress = self.progress
@@ -307,6 +315,8 @@ class Trainer:
         self.console(str(line))
         self.event("train", step=line.step, epoch=line.epoch, lr=line.lr, loss=line.loss, avg_loss=line.avg_loss,
                    ppl=line.ppl, ms_per_batch=line.ms_per_batch, tokens=progress.interval_tokens,
+                   tokens_per_s=progress.interval_tokens / progress.interval_seconds,
+                   peak_memory_bytes=self.peak_memory()["bytes"],
                    adapter_mode=adapters.adapter_mode(self.model))
         progress.reset_interval()
 
@@ -359,6 +369,8 @@ class Trainer:
         self.record.add_time("setup", time.perf_counter() - self.setup_start)
         if self.ranks.is_main:
             self.metrics = runlog.MetricsLog(Path(args.work_dir) / "metrics.jsonl", resumed_from)
+            if args.tensorboard:
+                self.curves = TrainingCurves(args.tensorboard)
             self.write_record("running")
 
     def write_record(self, status):
@@ -402,6 +414,8 @@ class Trainer:
                 self.write_record(status)
                 self.event("end", step=self.progress.step, status=status)
                 self.metrics.close()
+                if self.curves is not None:
+                    self.curves.close()
 
 
 @command("gpt2_ft.py")

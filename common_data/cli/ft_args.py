@@ -71,6 +71,11 @@ def build_parser():
     model.add_argument("--init_checkpoint", default=None,
                        help="pretrained base weights (safetensors in the checkpoint layout, see model_process.py); "
                             "without it the base is randomly initialised from --random_seed")
+    model.add_argument("--adapter_checkpoint", default=None,
+                       help="start the adapters from this checkpoint (model.N.safetensors of a run of either framework, "
+                            "or model_process.py import-peft's output), whose adapter configuration replaces --adapter, "
+                            "--lora_dim, --lora_alpha, --lora_targets, --use_rslora and --jelly_mode; the optimizer "
+                            "starts fresh")
     model.add_argument("--lora_dim", "--init_r", type=int, default=0,
                        help="adapter rank r (0 = full fine-tuning, no adapter); AdaLoRA's initial rank, peft's init_r")
     model.add_argument("--lora_alpha", type=int, default=128, help="adapter alpha (scale = alpha / r)")
@@ -117,6 +122,9 @@ def build_parser():
                      help="where dropout masks come from: the framework's own generator, or one counter-based "
                           "generator in numpy keyed by (seed, step, layer, tensor) that PyTorch and Jittor share, "
                           "so that both drop the same units (slower per step, see README)")
+    run.add_argument("--tensorboard", default=None, metavar="DIR",
+                     help="also write the training curves (loss, learning rate, validation loss, tokens/s, peak "
+                          "memory) as TensorBoard event files into DIR: tensorboard --logdir DIR")
     run.add_argument("--log_interval", type=int, default=100, help="print the training loss every this many steps")
     run.add_argument("--eval_interval", type=int, default=2000, help="evaluate on --valid_data every this many steps")
     run.add_argument("--eval_at_start", action="store_true",
