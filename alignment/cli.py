@@ -3,6 +3,7 @@ float32 envelope behind a verdict), `python -m alignment legacy ...` (two consol
 `python -m alignment trace ...` (where two runs part, module by module) and `python -m alignment methods ...`
 (adapter methods side by side, `make compare`)."""
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -248,6 +249,19 @@ def methods_main(args):
     return 0
 
 
+def tensorboard_line(datasets):
+    """`tensorboard --logdir_spec ...` over the runs' --tensorboard folders (their run.json), or None."""
+    specs = []
+    for inputs in datasets:
+        for side in ("torch", "jittor"):
+            record = Path(getattr(inputs, f"{side}_run") or "-") / "run.json"
+            if record.is_file():
+                folder = json.loads(record.read_text(encoding="utf-8")).get("args", {}).get("tensorboard")
+                if folder:
+                    specs.append(f"{inputs.dataset}_{side}:{folder}")
+    return f"training curves: tensorboard --logdir_spec {','.join(specs)}" if specs else None
+
+
 @command("python -m alignment")
 def main(argv=None):
     parser = build_parser()
@@ -272,4 +286,6 @@ def main(argv=None):
     for result in results:
         print(verdict_sentence(result, emphasis=""))
     print(f"report: {args.out_md}, {out_html}; figures in {args.figures}/")
+    if tensorboard_line(datasets):
+        print(tensorboard_line(datasets))
     return 0

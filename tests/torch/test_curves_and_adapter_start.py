@@ -4,6 +4,8 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import model_process
+from alignment.cli import tensorboard_line
+from alignment.report import DatasetInputs
 from common_data.checkpoint import save_tensors
 from common_data.gpt2_config import config_for_card
 from common_data.init_params import init_base_params
@@ -29,6 +31,9 @@ def test_tensorboard_holds_the_values_of_metrics_jsonl(tiny_trainer_argv, tmp_pa
             expected[tag][event["step"]] = float(np.float32(event[field]))
     assert found == expected
     assert sorted(found["train/loss"]) == [1, 2] and found["valid/loss"] and found["memory/peak_bytes"][2] > 0
+    # python -m alignment report points to them
+    line = tensorboard_line([DatasetInputs("e2e", torch_run=work_dir)])
+    assert line == f"training curves: tensorboard --logdir_spec e2e_torch:{tmp_path / 'tb'}"
 
 
 def test_adapter_checkpoint_continues_an_adapter_back_from_peft(tiny_trainer_argv, tmp_path):
