@@ -1,6 +1,7 @@
 """The verdicts on planted run folders: per-step losses, replayed segments and a float32 envelope, each made to pass
 or to fail one test of alignment.verdict. (Real runs with planted bugs: tests/jittor/test_verdict_bugs.py.)"""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from alignment.cli import main
 from alignment.replay import default_envelope_path, envelope_matches, recipe_key
 from alignment.runs import read_run
 from alignment.verdict import judge, read_envelope, replay_folder
+from alignment.verdict_report import shown_path
+from common_data.paths import REPO_ROOT
 from common_data.runlog import MetricsLog, RunRecord
 
 STEPS = 200
@@ -190,3 +193,8 @@ def test_an_envelope_holds_for_the_same_recipe_whatever_the_flags_that_do_not_ch
     for changed in ({"lr": 0.004}, {"lora_targets": ["q", "k", "v"]}, {"max_epoch": 2}):
         assert not envelope_matches(path, {**later, **changed})
         assert default_envelope_path({**later, **changed}, "runs/b") != default_envelope_path(later, "runs/b")
+
+
+def test_the_report_names_an_envelope_of_the_repository_by_its_path_in_it(tmp_path):
+    assert shown_path(REPO_ROOT / "log" / "envelopes" / "e2e-0.json") == Path("log/envelopes/e2e-0.json")
+    assert shown_path(tmp_path / "e2e.json") == (tmp_path / "e2e.json").resolve()
