@@ -56,16 +56,9 @@ LARGEST_DIFFERENCES = {}
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(random_hf_gpt2):
     """(GPT2Config, checkpoint arrays, HF folder, base .safetensors) of a random GPT2LMHeadModel from transformers."""
-    torch.manual_seed(0)
-    hf_model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_CONFIG))
-    with torch.no_grad():
-        for param in hf_model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    folder = tmp_path_factory.mktemp("hf")
-    hf_model.save_pretrained(folder)
-    assert model_process.main(["import-hf", str(folder), str(folder / "base.safetensors")]) == 0
+    folder = random_hf_gpt2(HF_CONFIG)
     arrays, metadata = load_tensors(folder / "base.safetensors")
     return GPT2Config.from_dict(metadata["config"]), arrays, folder, folder / "base.safetensors"
 
