@@ -3,7 +3,6 @@ an adapter trained here, exported, loads with PeftModel.from_pretrained and give
 trained with peft, imported, gives peft's logits within 1e-5; export then import gives the checkpoint back bit for bit;
 bad folders and bases are refused with one line."""
 import json
-import shutil
 
 import numpy as np
 import peft
@@ -189,7 +188,7 @@ def refusal(capsys, argv):
 
 def test_unknown_key_is_refused(exported, base, tmp_path, capsys):
     folder, _ = exported
-    tensors, header = load_tensors(folder / "adapter_model.safetensors")[0], {"format": "pt"}
+    tensors = load_tensors(folder / "adapter_model.safetensors")[0]
     tensors["base_model.model.transformer.h.0.attn.c_attn.lora_X.weight"] = np.zeros((4, 32), np.float32)
     save_tensors(folder / "adapter_model.safetensors", tensors)
     line = refusal(capsys, ["import-peft", folder, tmp_path / "out.safetensors", "--base", base[3]])
