@@ -16,11 +16,11 @@ import numpy as np
 
 from alignment.runs import read_run
 from alignment.verdict import OTHER, read_envelope, replay_folder
-from common_data.atomic import atomic_open
-from common_data.checkpoint import load_tensors, save_tensors, trainer_checkpoint_path
-from common_data.gpt2_config import config_for_card
-from common_data.init_params import init_base_params
-from common_data.paths import REPO_ROOT
+from common_data.util.atomic import atomic_open
+from common_data.model.checkpoint import load_tensors, save_tensors, trainer_checkpoint_path
+from common_data.model.gpt2_config import config_for_card
+from common_data.model.init_params import init_base_params
+from common_data.util.paths import REPO_ROOT
 
 TRAINERS = {"torch": "NLG_pytorch/src/gpt2_ft.py", "jittor": "NLG_jittor/src/gpt2_ft.py"}
 PERTURBATION = "every base weight moved by one ulp, up or down at random (numpy seed 0)"

@@ -5,7 +5,7 @@ import pandas as pd
 
 from alignment.compare import read_lines
 from alignment.render import Paragraph, Section, Subheading, Table
-from common_data.decode import reference_groups
+from common_data.decoding.decode import reference_groups
 
 SAMPLE_COUNT = 5
 

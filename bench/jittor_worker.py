@@ -13,7 +13,7 @@ import jittor as jt
 
 from bench import workload
 from common_data.cli.ft_args import parse_args
-from common_data.gpt2_config import AdapterConfig, config_for_card
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
 from NLG_jittor.src.beam_search import generate
 from NLG_jittor.src.distributed import init_ranks
 from NLG_jittor.src.gpt2_ft import Trainer

@@ -7,9 +7,9 @@ adapter matrices A, B and scale s = alpha / r, each adapted output slice of a la
 JELLY seq2par starts sequential and switches to parallel with A <- A W_s, which keeps the output.
 Dropout acts on the adapter input (x, or W x in sequential mode).
 DoRA (peft's use_dora) rescales each adapted output feature of W x + s B A x by m / ||W + s B A||, the norm
-detached; PiSSA is parallel LoRA on a residual base (both start from common_data/adapter_math's numbers).
+detached; PiSSA is parallel LoRA on a residual base (both start from common_data/model/adapter_math's numbers).
 AdaLoRA (peft's AdaLoraConfig) is parallel LoRA with A diag(Λ) for A (Λ = lora_E, [r, 1]); its RankAllocator
-masks Λ to the budget of common_data/adapter_math/adalora.py.
+masks Λ to the budget of common_data/model/adapter_math/adalora.py.
 Parameters change in place with Var.update, which keeps each Var and whether it trains (under jt.no_grad
 an update would freeze it).
 """
@@ -17,9 +17,9 @@ import jittor as jt
 import numpy as np
 from jittor import nn
 
-from common_data.adapter_math import adalora
-from common_data.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
-from common_data.merge import merged_weight
+from common_data.model.adapter_math import adalora
+from common_data.model.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
+from common_data.model.merge import merged_weight
 
 
 class AdaptedConv1D(nn.Module):
@@ -99,12 +99,12 @@ class AdaptedConv1D(nn.Module):
         return self.lora_A[target]
 
     def merge(self):
-        """Fold the adapters into the weight with common_data.merge's numpy formulas, in float64 (Jittor's CPU
+        """Fold the adapters into the weight with common_data.model.merge's numpy formulas, in float64 (Jittor's CPU
         matmul takes float32 only)."""
         if self.merged:
             return
         if self.lora_magnitude:
-            raise RuntimeError("DoRA adapters merge in numpy (common_data/merge.py), as export-hf and gpt2_beam.py do")
+            raise RuntimeError("DoRA adapters merge in numpy (common_data/model/merge.py), as export-hf and gpt2_beam.py do")
         for target, (start, stop) in self.slices.items():
             weight, lora_a, lora_b = self.slice_arrays(target, start, stop)
             self.set_columns(start, stop, merged_weight(weight, lora_a, lora_b, self.scale, self.mode))
@@ -215,7 +215,7 @@ def orthogonal_regularisation(model):
 
 class RankAllocator:
     """peft's AdaLoRA RankAllocator on a model's triplets (A, Λ, B): the smoothed sensitivity and uncertainty of
-    every entry, and Λ masked to common_data/adapter_math/adalora.py's budget.
+    every entry, and Λ masked to common_data/model/adapter_math/adalora.py's budget.
 
     update_and_allocate(step, gradients) runs after the optimizer update of each step (1-based), with that step's
     gradients {name: gradient}. The state (scores and masks, as 'adalora.*' arrays) goes into trainer.N.

@@ -2,7 +2,7 @@
 
     python -m NLG_jittor.src.beam_bench --model_card gpt2.tiny --contexts 50 --beam 10 --batch_size 16
 
-Same synthetic weights (common_data/synthetic_model.py) and the same first distinct E2E test contexts as the
+Same synthetic weights (common_data/model/synthetic_model.py) and the same first distinct E2E test contexts as the
 PyTorch bench; transformers has no Jittor side, so only our search is timed. The first pass over the contexts
 compiles Jittor's operators: it is timed on its own ("compile_s") and the measured pass follows it.
 """
@@ -13,11 +13,11 @@ import time
 import jittor as jt
 import pandas as pd
 
-from common_data.beam import BeamSettings, unique_queries
-from common_data.gpt2_config import MODEL_CARDS, config_for_card
-from common_data.jsonl import read_jsonl
-from common_data.paths import REPO_ROOT
-from common_data.synthetic_model import peaked_arrays
+from common_data.decoding.beam import BeamSettings, unique_queries
+from common_data.model.gpt2_config import MODEL_CARDS, config_for_card
+from common_data.util.jsonl import read_jsonl
+from common_data.util.paths import REPO_ROOT
+from common_data.model.synthetic_model import peaked_arrays
 from NLG_jittor.src.beam_search import generate
 from NLG_jittor.src.gpt2_beam import decoding_model, pick_device
 

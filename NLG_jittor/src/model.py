@@ -1,6 +1,6 @@
 """GPT-2 language model with LoRA / JELLY adapters (Jittor).
 
-Parameter names are the framework-neutral checkpoint names (common_data.checkpoint): Hugging Face GPT2Model
+Parameter names are the framework-neutral checkpoint names (common_data.model.checkpoint): Hugging Face GPT2Model
 names without the "transformer." prefix, Conv1D weights [d_in, d_out], LM head tied to wte.
 """
 import math
@@ -9,8 +9,8 @@ import jittor as jt
 import numpy as np
 from jittor import nn
 
-from common_data.adapter_math import pissa
-from common_data.init_params import init_base_params, start_arrays
+from common_data.model.adapter_math import pissa
+from common_data.model.init_params import init_base_params, start_arrays
 from NLG_jittor.src.adapters import adapter_mode, adapter_state_dict, conv1d_for, is_merged
 
 
@@ -214,7 +214,7 @@ class GPT2LMModel(nn.Module):
     """GPT-2 with its LM head.
 
     The base weights are base_arrays (e.g. a pretrained checkpoint, in checkpoint names) or, when None,
-    GPT-2's initialisation; the adapters start from common_data.init_params with `seed`.
+    GPT-2's initialisation; the adapters start from common_data.model.init_params with `seed`.
     """
 
     def __init__(self, config, adapter, seed=0, base_arrays=None):
@@ -228,7 +228,7 @@ class GPT2LMModel(nn.Module):
         if base_arrays is None:
             base_arrays = init_base_params(config, seed)
         start = start_arrays(config, adapter, seed, base_arrays)
-        # PiSSA's saved form holds its start (common_data/adapter_math/pissa.py)
+        # PiSSA's saved form holds its start (common_data/model/adapter_math/pissa.py)
         self.initial_adapters = {name: array for name, array in start.items() if ".lora_" in name}
         self.load_arrays(start)
 

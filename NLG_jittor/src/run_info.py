@@ -6,7 +6,7 @@ import subprocess
 import jittor as jt
 import numpy as np
 
-from common_data import runlog
+from common_data.training import runlog
 
 
 def framework_versions():

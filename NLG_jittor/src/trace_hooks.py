@@ -26,9 +26,9 @@ import sys
 import jittor as jt
 import numpy as np
 
-from common_data import batching
-from common_data.beam import BeamSettings, query_tokens
-from common_data.checkpoint import load_tensors, save_tensors
+from common_data.training import batching
+from common_data.decoding.beam import BeamSettings, query_tokens
+from common_data.model.checkpoint import load_tensors, save_tensors
 from common_data.trace import names
 from common_data.trace.start import training_start
 from NLG_jittor.src import adapters, beam_search, probe

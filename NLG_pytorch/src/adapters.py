@@ -7,16 +7,16 @@ adapter matrices A, B and scale s = alpha / r, each adapted output slice of a la
 JELLY seq2par starts sequential and switches to parallel with A <- A W_s, which keeps the output.
 Dropout acts on the adapter input (x, or W x in sequential mode).
 DoRA (peft's use_dora) rescales each adapted output feature of W x + s B A x by m / ||W + s B A||, the norm
-detached; PiSSA is parallel LoRA on a residual base (both start from common_data/adapter_math's numbers).
+detached; PiSSA is parallel LoRA on a residual base (both start from common_data/model/adapter_math's numbers).
 AdaLoRA (peft's AdaLoraConfig) is parallel LoRA with A diag(Λ) for A (Λ = lora_E, [r, 1]); its RankAllocator
-masks Λ to the budget of common_data/adapter_math/adalora.py.
+masks Λ to the budget of common_data/model/adapter_math/adalora.py.
 """
 import numpy as np
 import torch
 from torch import nn
 
-from common_data.adapter_math import adalora
-from common_data.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
+from common_data.model.adapter_math import adalora
+from common_data.model.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
 
 
 class AdaptedConv1D(nn.Module):
@@ -96,11 +96,11 @@ class AdaptedConv1D(nn.Module):
 
     @torch.no_grad()
     def merge(self):
-        """Fold the adapters into the weight (formulas in common_data.merge), computed in float64."""
+        """Fold the adapters into the weight (formulas in common_data.model.merge), computed in float64."""
         if self.merged:
             return
         if self.lora_magnitude:
-            raise RuntimeError("DoRA adapters merge in numpy (common_data/merge.py), as export-hf and gpt2_beam.py do")
+            raise RuntimeError("DoRA adapters merge in numpy (common_data/model/merge.py), as export-hf and gpt2_beam.py do")
         for target, (start, stop) in self.slices.items():
             weight = self.weight[:, start:stop].double()
             lora_a, lora_b = self.down_projection(target).double(), self.lora_B[target].double()
@@ -210,7 +210,7 @@ def orthogonal_regularisation(model):
 
 class RankAllocator:
     """peft's AdaLoRA RankAllocator on a model's triplets (A, Λ, B): the smoothed sensitivity and uncertainty of
-    every entry, and Λ masked to common_data/adapter_math/adalora.py's budget.
+    every entry, and Λ masked to common_data/model/adapter_math/adalora.py's budget.
 
     update_and_allocate(step, gradients) runs after the optimizer update of each step (1-based), with that step's
     gradients {name: gradient}. The state (scores and masks, as 'adalora.*' arrays) goes into trainer.N.

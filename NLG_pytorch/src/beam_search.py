@@ -1,4 +1,4 @@
-"""Batched beam search with a key/value cache (PyTorch side; the bookkeeping is common_data.beam).
+"""Batched beam search with a key/value cache (PyTorch side; the bookkeeping is common_data.decoding.beam).
 
 The contexts of a batch are left-padded to the longest (the model masks the padding): one forward pass over
 the prompts, then one token per hypothesis and step.
@@ -6,7 +6,7 @@ the prompts, then one token per hypothesis and step.
 import torch
 from tqdm import tqdm
 
-from common_data.beam import BeamBatch, length_batches
+from common_data.decoding.beam import BeamBatch, length_batches
 
 
 def penalised_scores(logits, batch):

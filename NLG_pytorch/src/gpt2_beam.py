@@ -7,21 +7,21 @@
         --work_dir runs/e2e --output_file predict.26290.b10p08r4.jsonl
 
 The adapters are merged into the weights first; identical contexts are decoded once; --batch_size contexts,
-longest first, share a batch, left-padded (see NLG_pytorch/src/beam_search.py and common_data/beam.py).
+longest first, share a batch, left-padded (see NLG_pytorch/src/beam_search.py and common_data/decoding/beam.py).
 """
 import sys
 import time
 
 import torch
 
-from common_data import runlog
-from common_data.beam import query_tokens, unique_queries, write_predictions
-from common_data.batching import load_encoded
-from common_data.beam_weights import decoding_arrays
+from common_data.training import runlog
+from common_data.decoding.beam import query_tokens, unique_queries, write_predictions
+from common_data.training.batching import load_encoded
+from common_data.decoding.beam_weights import decoding_arrays
 from common_data.cli.beam_args import parse_args, settings_from_args
 from common_data.cli.command import command, output_folder
-from common_data.errors import DataFormatError
-from common_data.gpt2_config import AdapterConfig, config_for_card
+from common_data.util.errors import DataFormatError
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
 from NLG_pytorch.src import run_info
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.model import GPT2LMModel

@@ -4,7 +4,7 @@ import platform
 import numpy as np
 import torch
 
-from common_data import runlog
+from common_data.training import runlog
 
 
 def framework_versions():

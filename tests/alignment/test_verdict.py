@@ -8,7 +8,7 @@ import pytest
 from alignment.cli import main
 from alignment.runs import read_run
 from alignment.verdict import judge, read_envelope, replay_folder
-from common_data.runlog import MetricsLog, RunRecord
+from common_data.training.runlog import MetricsLog, RunRecord
 
 STEPS = 200
 K = 20

@@ -12,13 +12,13 @@ import jittor as jt
 import numpy as np
 import pytest
 
-from common_data.beam import BeamSettings, banned_ngram_tokens, unique_queries
-from common_data.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint, save_tensors
-from common_data.gpt2_config import AdapterConfig, GPT2Config, config_for_card
-from common_data.init_params import init_adapter_params
-from common_data.jsonl import read_jsonl, write_jsonl
-from common_data.paths import REPO_ROOT
-from common_data.synthetic_model import peaked_arrays
+from common_data.decoding.beam import BeamSettings, banned_ngram_tokens, unique_queries
+from common_data.model.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint, save_tensors
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config, config_for_card
+from common_data.model.init_params import init_adapter_params
+from common_data.util.jsonl import read_jsonl, write_jsonl
+from common_data.util.paths import REPO_ROOT
+from common_data.model.synthetic_model import peaked_arrays
 from NLG_jittor.src import gpt2_beam
 from NLG_jittor.src.beam_search import generate, log_softmax
 
@@ -30,10 +30,10 @@ CARD = "gpt2.tiny"
 TORCH_GENERATE = """
 import json, sys
 import torch
-from common_data.beam import BeamSettings
-from common_data.checkpoint import load_tensors
-from common_data.gpt2_config import GPT2Config
-from common_data.jsonl import read_jsonl, write_jsonl
+from common_data.decoding.beam import BeamSettings
+from common_data.model.checkpoint import load_tensors
+from common_data.model.gpt2_config import GPT2Config
+from common_data.util.jsonl import read_jsonl, write_jsonl
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.gpt2_beam import decoding_model
 torch.set_num_threads(1)

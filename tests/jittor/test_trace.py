@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from alignment import trace
-from common_data.checkpoint import load_tensors
-from common_data.paths import REPO_ROOT
+from common_data.model.checkpoint import load_tensors
+from common_data.util.paths import REPO_ROOT
 from common_data.trace.start import training_start
 from NLG_jittor.src import model as jittor_model
 from NLG_jittor.src import trace_hooks

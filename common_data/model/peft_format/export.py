@@ -1,0 +1,136 @@
+"""This project's adapter checkpoint -> peft's adapter folder, exactly or not at all.
+
+- LoRA, rsLoRA, DoRA, JELLY in parallel mode (= LoRA): one peft module per adapted layer. Slices q, k, v of c_attn
+  become one c_attn module of rank (number of slices) x r: A is the slices' A stacked, B holds each slice's B in its
+  own output rows and its own columns and zeros elsewhere, so that B A x is each slice's B A x in its place and zero
+  on the columns without an adapter; lora_alpha (per module, alpha_pattern) keeps the scale to the last bit.
+- PiSSA: the checkpoint holds it as plain LoRA of rank 2r on the original base (common_data/model/adapter_math/pissa.py),
+  peft's own conversion (path_initial_model_for_weight_conversion); it is written as that LoRA.
+- AdaLoRA: init_r is the widest module's rank; the triplets whose Λ is zero (masked by the rank allocator, or slots
+  a narrower module does not have) are left out and the rank_pattern says which, as peft saves it.
+Refused, with the reason: JELLY's sequential adapters (peft has no adapter on W x), DoRA on slices of c_attn (peft's
+DoRA rescales every output feature of the module by the norms of the whole weight), full fine-tuning and BitFit (no
+adapter: model_process.py export-hf).
+"""
+import json
+from collections import defaultdict
+
+import numpy as np
+
+from common_data.model.checkpoint import configs_from_metadata
+from common_data.model.gpt2_config import (adapted_slices, adapter_shapes, adapter_tensor_names, layer_shapes,
+                                     magnitude_tensor_name, singular_values_tensor_name)
+from common_data.model.peft_format.layout import (LAYERS, SLICE_TARGETS, SOURCE_METADATA_KEY, PeftFormatError, alpha_for,
+                                            module_name, peft_key, suffixes)
+
+
+def check_exportable(adapter_config, mode, source):
+    if mode == "full" or adapter_config is None or adapter_config.lora_dim == 0:
+        raise PeftFormatError(f"{source}: no adapter (full fine-tuning or BitFit): merge it into the model with "
+                              "model_process.py export-hf instead")
+    if mode == "sequential":
+        raise PeftFormatError(f"{source}: JELLY sequential adapters act on W x, which peft has no adapter for: "
+                              "export a checkpoint saved after the seq2par switch, or merge with export-hf")
+    sliced = [t for t in adapter_config.targets if t in SLICE_TARGETS]
+    if adapter_config.adapter == "dora" and sliced:
+        raise PeftFormatError(f"{source}: DoRA on the {', '.join(sliced)} slices of c_attn: peft's DoRA normalises "
+                              "every output feature of c_attn by the whole weight's norms, a different adapter; train "
+                              "DoRA on c_attn instead")
+
+
+def layer_slices(config, adapter_config):
+    """{layer: [adapted slices, in column order]}, layers in LAYERS order."""
+    by_layer = defaultdict(list)
+    for adapted in adapted_slices(config, adapter_config):
+        by_layer[adapted.layer].append(adapted)
+    return {layer: by_layer[layer] for layer in LAYERS if layer in by_layer}
+
+
+def fused_module(arrays, block, slices, d_out, rank):
+    """{kind: array} of one peft module made of a layer's adapted slices (see the module docstring)."""
+    prefix = f"h.{block}.{slices[0].layer}"
+    lora_b = np.zeros((d_out, rank * len(slices)), np.float32)
+    for index, adapted in enumerate(slices):
+        lora_b[adapted.start:adapted.stop, index * rank:(index + 1) * rank] = arrays[f"{prefix}.lora_B.{adapted.target}"]
+    module = {"lora_A": np.concatenate([arrays[f"{prefix}.lora_A.{s.target}"] for s in slices]), "lora_B": lora_b}
+    for kind in ("lora_E", "lora_magnitude"):
+        if f"{prefix}.{kind}.{slices[0].target}" in arrays:
+            module[kind] = np.concatenate([arrays[f"{prefix}.{kind}.{s.target}"] for s in slices])
+    return module
+
+
+def expected_shapes(config, adapter_config, rank):
+    """{checkpoint name: shape} of the adapter tensors of a configuration in parallel mode."""
+    shapes = {}
+    for block in range(config.n_layer):
+        for adapted in adapted_slices(config, adapter_config):
+            shapes.update(zip(adapter_tensor_names(block, adapted), adapter_shapes(adapted, rank, "parallel")))
+            if adapter_config.adapter == "dora":
+                shapes[magnitude_tensor_name(block, adapted)] = (adapted.d_out,)
+            if adapter_config.adapter == "adalora":
+                shapes[singular_values_tensor_name(block, adapted)] = (rank, 1)
+    return shapes
+
+
+def check_tensors(arrays, shapes, source):
+    """The checkpoint must hold exactly the tensors of its configuration, in their shapes."""
+    unknown, missing = sorted(set(arrays) - set(shapes)), sorted(set(shapes) - set(arrays))
+    if unknown or missing:
+        raise PeftFormatError(f"{source}: tensors its adapter configuration does not have: {unknown[:3]}; "
+                              f"tensors missing: {missing[:3]}")
+    for name, shape in shapes.items():
+        if arrays[name].shape != shape:
+            raise PeftFormatError(f"{source}: tensor {name} has shape {arrays[name].shape}, its configuration "
+                                  f"needs {shape}")
+
+
+def widen(module, rank):
+    """An AdaLoRA module padded with zero triplets to `rank`."""
+    missing = rank - module["lora_A"].shape[0]
+    return {"lora_A": np.pad(module["lora_A"], ((0, missing), (0, 0))),
+            "lora_E": np.pad(module["lora_E"], ((0, missing), (0, 0))),
+            "lora_B": np.pad(module["lora_B"], ((0, 0), (0, missing)))}
+
+
+def to_peft(arrays, metadata, base_model, source):
+    """(adapter_config.json as a dict, adapter_model.safetensors arrays, its header) of a checkpoint's adapters."""
+    config, adapter_config, mode = configs_from_metadata(metadata, source)
+    check_exportable(adapter_config, mode, source)
+    adalora = adapter_config.adapter == "adalora"
+    rank = 2 * adapter_config.lora_dim if adapter_config.adapter == "pissa" else adapter_config.lora_dim
+    check_tensors(arrays, expected_shapes(config, adapter_config, rank), source)
+    slices = layer_slices(config, adapter_config)
+    modules = {(block, layer): fused_module(arrays, block, adapted, layer_shapes(config)[layer][1], rank)
+               for block in range(config.n_layer) for layer, adapted in slices.items()}
+    peft_type = "ADALORA" if adalora else "LORA"
+    kinds = suffixes(peft_type)
+    module_rank = {layer: rank * len(adapted) for layer, adapted in slices.items()}
+    settings = {"base_model_name_or_path": base_model, "bias": "none", "fan_in_fan_out": True,
+                "inference_mode": True, "init_lora_weights": True, "lora_dropout": adapter_config.lora_dropout,
+                "modules_to_save": None, "peft_type": peft_type, "target_modules": list(slices), "task_type": None}
+    if adalora:
+        init_r = max(module_rank.values())
+        rank_pattern = {}
+        for (block, layer), module in modules.items():
+            module = widen(module, init_r)
+            kept = module["lora_E"][:, 0] != 0
+            rank_pattern[f"{module_name(block, layer)}.lora_E"] = kept.tolist()
+            modules[block, layer] = {"lora_A": module["lora_A"][kept], "lora_E": module["lora_E"][kept],
+                                     "lora_B": module["lora_B"][:, kept]}
+        kept_ranks = [sum(pattern) for pattern in rank_pattern.values()]
+        settings.update(init_r=init_r, target_r=max(1, round(sum(kept_ranks) / len(kept_ranks))), r=init_r,
+                        lora_alpha=alpha_for(adapter_config.scale, init_r, adalora=True), rank_pattern=rank_pattern,
+                        total_step=max(1, int(metadata.get("step", 1))), tinit=0, tfinal=0)
+    else:
+        alphas = {layer: alpha_for(adapter_config.scale, r, adapter_config.use_rslora)
+                  for layer, r in module_rank.items()}
+        first = next(iter(slices))
+        settings.update(r=module_rank[first], lora_alpha=alphas[first], use_rslora=adapter_config.use_rslora,
+                        use_dora=adapter_config.adapter == "dora",
+                        rank_pattern={layer: r for layer, r in module_rank.items() if r != module_rank[first]},
+                        alpha_pattern={layer: a for layer, a in alphas.items() if a != alphas[first]})
+    tensors = {peft_key(block, layer, kinds[kind]): array
+               for (block, layer), module in modules.items() for kind, array in module.items()}
+    header = {"format": "pt", SOURCE_METADATA_KEY: json.dumps(metadata)}
+    return settings, tensors, header
+
