@@ -16,35 +16,26 @@ import torch
 from torch import nn
 
 from common_data.model.adapter_math import adalora
-from common_data.model.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
 
 
 class AdaptedConv1D(nn.Module):
     """GPT-2's Conv1D (x Wc + b) with low-rank adapters on some of its output slices."""
 
-    def __init__(self, d_in, d_out, adapter_config, slices):
+    def __init__(self, plan, lora_dropout):
+        """plan: the layer's LayerPlan (common_data/model/plan.py); its kind is 'none', 'lora', 'dora' or
+        'adalora'."""
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(d_in, d_out))
-        self.bias = nn.Parameter(torch.empty(d_out))
-        self.slices = {s.target: (s.start, s.stop) for s in slices}
-        self.mode = adapter_config.initial_mode if slices else "full"
-        self.scale = adapter_config.scale if slices else 0.0
+        self.weight = nn.Parameter(torch.empty(plan.d_in, plan.d_out))
+        self.bias = nn.Parameter(torch.empty(plan.d_out))
+        self.kind, self.mode, self.scale = plan.kind, plan.mode, plan.scale
+        self.slices = {s.target: (s.start, s.stop) for s in plan.slices}
         self.merged = False
-        self.lora_A = nn.ParameterDict()
-        self.lora_B = nn.ParameterDict()
-        for adapted in slices:
-            shape_a, shape_b = adapter_shapes(adapted, adapter_config.lora_dim, self.mode)
-            self.lora_A[adapted.target] = nn.Parameter(torch.zeros(shape_a))
-            self.lora_B[adapted.target] = nn.Parameter(torch.zeros(shape_b))
-        self.lora_magnitude = nn.ParameterDict()
-        if adapter_config.adapter == "dora":
-            for adapted in slices:
-                self.lora_magnitude[adapted.target] = nn.Parameter(torch.zeros(adapted.d_out))
-        self.lora_E = nn.ParameterDict()
-        if adapter_config.adapter == "adalora":
-            for adapted in slices:
-                self.lora_E[adapted.target] = nn.Parameter(torch.zeros(adapter_config.lora_dim, 1))
-        self.lora_dropout = nn.Dropout(adapter_config.lora_dropout)
+        tensors = {role: nn.ParameterDict() for role in ("A", "B", "magnitude", "E")}
+        for adapted in plan.slices:
+            for role, shape in plan.tensor_shapes(adapted).items():
+                tensors[role][adapted.target] = nn.Parameter(torch.zeros(shape))
+        self.lora_A, self.lora_B, self.lora_magnitude, self.lora_E = tensors.values()
+        self.lora_dropout = nn.Dropout(lora_dropout)
 
     def forward(self, x):
         base = x @ self.weight
@@ -52,7 +43,7 @@ class AdaptedConv1D(nn.Module):
         if self.merged or not self.slices:
             return out
         adapter_input = self.lora_dropout(base if self.mode == "sequential" else x)
-        if self.lora_magnitude:
+        if self.kind == "dora":
             return out + self.dora_update(adapter_input, base)
         return out + self.scale * self.low_rank_update(adapter_input)
 
@@ -90,7 +81,7 @@ class AdaptedConv1D(nn.Module):
 
     def down_projection(self, target):
         """A, or AdaLoRA's A diag(Λ) (peft's lora_A * lora_E)."""
-        if self.lora_E:
+        if self.kind == "adalora":
             return self.lora_A[target] * self.lora_E[target]
         return self.lora_A[target]
 
@@ -99,7 +90,7 @@ class AdaptedConv1D(nn.Module):
         """Fold the adapters into the weight (formulas in common_data.model.merge), computed in float64."""
         if self.merged:
             return
-        if self.lora_magnitude:
+        if self.kind == "dora":
             raise RuntimeError("DoRA adapters merge in numpy (common_data/model/merge.py), as export-hf and gpt2_beam.py do")
         for target, (start, stop) in self.slices.items():
             weight = self.weight[:, start:stop].double()
@@ -139,11 +130,9 @@ class AdaptedConv1D(nn.Module):
         return list(self.lora_A.values()) + list(self.lora_B.values())
 
 
-def conv1d_for(config, adapter_config, layer):
-    """The AdaptedConv1D for `layer` of a block ("attn.c_attn", "mlp.c_fc", ...), with its adapted slices."""
-    d_in, d_out = layer_shapes(config)[layer]
-    slices = [s for s in adapted_slices(config, adapter_config) if s.layer == layer]
-    return AdaptedConv1D(d_in, d_out, adapter_config, slices)
+def conv1d_for(plan, layer):
+    """The AdaptedConv1D of layer `layer` ("h.3.attn.c_attn", ...) of a ModelPlan."""
+    return AdaptedConv1D(plan.layers[layer], plan.adapter_config.lora_dropout)
 
 
 def adapted_layers(model):
@@ -151,15 +140,17 @@ def adapted_layers(model):
 
 
 def mark_only_adapter_as_trainable(model):
-    """Freeze everything but what the adapter configuration trains (AdapterConfig.trains): the adapters, the
-    biases for BitFit, everything for full fine-tuning."""
+    """Freeze everything but what the model plan trains: the adapters, the biases for BitFit, everything for full
+    fine-tuning."""
+    trainable = model.plan.trainable()
     for name, param in model.named_parameters():
-        param.requires_grad = model.adapter.trains(name)
+        param.requires_grad = name in trainable
 
 
 def adapter_state_dict(model):
-    """The trained tensors in checkpoint names (AdapterConfig.trains)."""
-    return {name: tensor for name, tensor in model.state_dict().items() if model.adapter.trains(name)}
+    """The trained tensors in checkpoint names (the model plan's trainable set)."""
+    trainable = model.plan.trainable()
+    return {name: tensor for name, tensor in model.state_dict().items() if name in trainable}
 
 
 def merge_adapters(model):
@@ -217,9 +208,9 @@ class RankAllocator:
     """
 
     def __init__(self, model, config):
-        self.params = {name: param for name, param in model.named_parameters() if ".lora_" in name}
-        self.triplets = {name: tuple(name.replace(".lora_E.", kind) for kind in (".lora_A.", ".lora_E.", ".lora_B."))
-                         for name in self.params if ".lora_E." in name}
+        self.triplets = model.plan.adalora_triplets()
+        adapters = model.plan.adapter_tensors()
+        self.params = {name: param for name, param in model.named_parameters() if name in adapters}
         self.budget = adalora.Budget(config, model.adapter.lora_dim, self.triplets)
         self.sensitivity, self.uncertainty = {}, {}
 

@@ -165,20 +165,6 @@ def _known_fields(cls, values, source):
     return values
 
 
-@dataclass(frozen=True)
-class AdaptedSlice:
-    """Output columns [start, stop) of a layer's Conv1D weight [d_in, d_out] that carry one adapter."""
-    layer: str
-    target: str
-    d_in: int
-    start: int
-    stop: int
-
-    @property
-    def d_out(self):
-        return self.stop - self.start
-
-
 def base_param_shapes(config):
     """Checkpoint names and shapes of the base model's tensors, in Hugging Face order."""
     n = config.n_embd
@@ -200,39 +186,3 @@ def layer_shapes(config):
     """Conv1D weight shapes [d_in, d_out] of the layers inside one block."""
     n = config.n_embd
     return {"attn.c_attn": (n, 3 * n), "attn.c_proj": (n, n), "mlp.c_fc": (n, 4 * n), "mlp.c_proj": (4 * n, n)}
-
-
-def adapted_slices(config, adapter_config):
-    """The slices of one block that carry an adapter, in layer then column order (empty for full fine-tuning)."""
-    if adapter_config.lora_dim == 0:
-        return []
-    shapes = layer_shapes(config)
-    slices = []
-    for target in adapter_config.targets:
-        layer, index, count = ADAPTER_TARGETS[target]
-        d_in, d_out = shapes[layer]
-        width = d_out // count
-        slices.append(AdaptedSlice(layer, target, d_in, index * width, (index + 1) * width))
-    return sorted(slices, key=lambda s: (list(shapes).index(s.layer), s.start))
-
-
-def adapter_tensor_names(block, adapted):
-    """Checkpoint names of the A and B matrices of one adapted slice in block `block`."""
-    prefix = f"h.{block}.{adapted.layer}"
-    return f"{prefix}.lora_A.{adapted.target}", f"{prefix}.lora_B.{adapted.target}"
-
-
-def magnitude_tensor_name(block, adapted):
-    """Checkpoint name of DoRA's magnitude vector [d_out] of one adapted slice in block `block`."""
-    return f"h.{block}.{adapted.layer}.lora_magnitude.{adapted.target}"
-
-
-def singular_values_tensor_name(block, adapted):
-    """Checkpoint name of AdaLoRA's Λ [r, 1] (peft's lora_E) of one adapted slice in block `block`."""
-    return f"h.{block}.{adapted.layer}.lora_E.{adapted.target}"
-
-
-def adapter_shapes(adapted, lora_dim, mode):
-    """Shapes of A and B: A is r x d_in in parallel mode and r x d_out in sequential mode, B is d_out x r."""
-    a_cols = adapted.d_out if mode == "sequential" else adapted.d_in
-    return (lora_dim, a_cols), (adapted.d_out, lora_dim)

@@ -9,8 +9,8 @@ import zlib
 import numpy as np
 
 from common_data.model.adapter_math import dora, pissa
-from common_data.model.gpt2_config import (adapted_slices, adapter_shapes, adapter_tensor_names, base_param_shapes,
-                                     magnitude_tensor_name, singular_values_tensor_name)
+from common_data.model.gpt2_config import AdapterConfig
+from common_data.model.plan import ModelPlan
 
 
 def _generator(seed, name):
@@ -27,24 +27,36 @@ def init_base_params(config, seed):
     Weights normal(0, initializer_range), biases 0, layer-norm gains 1; as in GPT-2, the projections that
     write into the residual stream (attn.c_proj, mlp.c_proj) get std / sqrt(2 * n_layer).
     """
-    residual_std = config.initializer_range / math.sqrt(2 * config.n_layer)
+    stds = {"normal": config.initializer_range,
+            "residual_normal": config.initializer_range / math.sqrt(2 * config.n_layer)}
     params = {}
-    for name, shape in base_param_shapes(config).items():
-        module = name.split(".")[-2]
-        if name.endswith(".bias"):
-            params[name] = np.zeros(shape, dtype=np.float32)
-        elif module.startswith("ln_"):
-            params[name] = np.ones(shape, dtype=np.float32)
+    for name, tensor in ModelPlan(config, AdapterConfig()).tensors.items():
+        if tensor.init == "zeros":
+            params[name] = np.zeros(tensor.shape, dtype=np.float32)
+        elif tensor.init == "ones":
+            params[name] = np.ones(tensor.shape, dtype=np.float32)
         else:
-            std = residual_std if module == "c_proj" else config.initializer_range
-            params[name] = _normal(seed, name, shape, std)
+            params[name] = _normal(seed, name, tensor.shape, stds[tensor.init])
     return params
 
 
 def init_adapter_params(config, adapter_config, seed, base=None):
     """The adapters' initial tensors on the base arrays `base` (None: init_base_params(config, seed)), see
     start_arrays."""
-    return {name: array for name, array in start_arrays(config, adapter_config, seed, base).items() if ".lora_" in name}
+    adapters = ModelPlan(config, adapter_config).adapter_tensors()
+    return {name: array for name, array in start_arrays(config, adapter_config, seed, base).items() if name in adapters}
+
+
+def adapter_start(tensor, seed):
+    """The initial array of an adapter tensor (a TensorPlan) that does not depend on the base: LoRA's A and B,
+    AdaLoRA's A, B and Λ."""
+    if tensor.init == "uniform":
+        # loralib's kaiming-uniform with a = sqrt(5): U(+-1/sqrt(fan_in))
+        bound = np.float32(1.0 / math.sqrt(tensor.shape[1]))
+        return (_generator(seed, tensor.name).random(tensor.shape, dtype=np.float32) * 2 - 1) * bound
+    if tensor.init == "normal":
+        return _normal(seed, tensor.name, tensor.shape, 0.02)
+    return np.zeros(tensor.shape, dtype=np.float32)
 
 
 def start_arrays(config, adapter_config, seed, base=None):
@@ -58,27 +70,21 @@ def start_arrays(config, adapter_config, seed, base=None):
     if base is None:
         base = init_base_params(config, seed) if adapter_config.adapter in ("dora", "pissa") else {}
     arrays = dict(base)
-    for i in range(config.n_layer):
-        for adapted in adapted_slices(config, adapter_config):
-            name_a, name_b = adapter_tensor_names(i, adapted)
-            weight_name = f"h.{i}.{adapted.layer}.weight"
-            if adapter_config.adapter == "pissa":
-                arrays[name_a], arrays[name_b], residual = pissa.principal_start(
-                    base[weight_name][:, adapted.start:adapted.stop], adapter_config.lora_dim, adapter_config.scale)
+    plan = ModelPlan(config, adapter_config)
+    for layer in plan.adapted_layers():
+        weight_name = f"{layer.name}.weight"
+        for adapted in layer.slices:
+            names = layer.tensor_names(adapted.target)
+            columns = slice(adapted.start, adapted.stop)
+            if plan.tensors[names["A"]].init == "svd":
+                arrays[names["A"]], arrays[names["B"]], residual = pissa.principal_start(
+                    base[weight_name][:, columns], layer.rank, layer.scale)
                 arrays[weight_name] = arrays[weight_name].copy()
-                arrays[weight_name][:, adapted.start:adapted.stop] = residual
+                arrays[weight_name][:, columns] = residual
                 continue
-            shape_a, shape_b = adapter_shapes(adapted, adapter_config.lora_dim, adapter_config.initial_mode)
-            if adapter_config.adapter == "adalora":
-                arrays[name_a] = _normal(seed, name_a, shape_a, 0.02)
-                arrays[name_b] = _normal(seed, name_b, shape_b, 0.02)
-                arrays[singular_values_tensor_name(i, adapted)] = np.zeros((adapter_config.lora_dim, 1), np.float32)
-                continue
-            bound = np.float32(1.0 / math.sqrt(shape_a[1]))
-            uniform = _generator(seed, name_a).random(shape_a, dtype=np.float32)
-            arrays[name_a] = (uniform * 2 - 1) * bound
-            arrays[name_b] = np.zeros(shape_b, dtype=np.float32)
-            if adapter_config.adapter == "dora":
-                arrays[magnitude_tensor_name(i, adapted)] = dora.initial_magnitude(
-                    base[weight_name][:, adapted.start:adapted.stop])
+            for name in names.values():
+                if plan.tensors[name].init == "norm":
+                    arrays[name] = dora.initial_magnitude(base[weight_name][:, columns])
+                else:
+                    arrays[name] = adapter_start(plan.tensors[name], seed)
     return arrays

@@ -10,8 +10,7 @@ base (common_data/model/adapter_math); AdaLoRA folds in as LoRA with A diag(Λ) 
 import numpy as np
 
 from common_data.model.adapter_math import dora
-from common_data.model.gpt2_config import (adapted_slices, adapter_shapes, adapter_tensor_names, magnitude_tensor_name,
-                                     singular_values_tensor_name)
+from common_data.model.plan import ModelPlan
 
 
 def merged_weight(weight, lora_a, lora_b, scale, mode):
@@ -23,43 +22,41 @@ def merged_weight(weight, lora_a, lora_b, scale, mode):
     return (weight64 + scale * (low_rank @ lora_b.T.astype(np.float64))).astype(np.float32)
 
 
+def check_adapter_arrays(adapters, plan):
+    """Every adapter tensor of the plan, in its shape, and no other: else ValueError naming the tensor."""
+    for name, tensor in plan.adapter_tensors().items():
+        if name not in adapters:
+            raise ValueError(f"adapter tensor {name} is missing")
+        if adapters[name].shape != tensor.shape:
+            raise ValueError(f"adapter tensor {name} has shape {adapters[name].shape}, expected {tensor.shape}"
+                             f" ({plan.mode} mode)")
+    unexpected = sorted(set(adapters) - set(plan.adapter_tensors()))
+    if unexpected:
+        raise ValueError(f"adapter tensors not used by this adapter configuration: {unexpected[:5]}")
+
+
 def merge_adapter_arrays(base, adapters, config, adapter_config, mode):
     """Base arrays with every adapter of `adapters` folded in; a new dict, the inputs are left as they are.
 
     Raises ValueError naming the tensor when an adapter tensor is missing, has the wrong shape, or is
     not one this configuration uses.
     """
-    merged = dict(base)
-    expected = set()
     rank = 2 * adapter_config.lora_dim if adapter_config.adapter == "pissa" else adapter_config.lora_dim
-    for block in range(config.n_layer):
-        for adapted in adapted_slices(config, adapter_config):
-            names = adapter_tensor_names(block, adapted)
-            shapes = adapter_shapes(adapted, rank, mode)
-            if adapter_config.adapter == "dora":
-                names, shapes = (*names, magnitude_tensor_name(block, adapted)), (*shapes, (adapted.d_out,))
-            if adapter_config.adapter == "adalora":
-                names, shapes = (*names, singular_values_tensor_name(block, adapted)), (*shapes, (rank, 1))
-            for name, shape in zip(names, shapes):
-                if name not in adapters:
-                    raise ValueError(f"adapter tensor {name} is missing")
-                if adapters[name].shape != shape:
-                    raise ValueError(f"adapter tensor {name} has shape {adapters[name].shape}, expected {shape}"
-                                     f" ({mode} mode)")
-                expected.add(name)
-            weight_name = f"h.{block}.{adapted.layer}.weight"
-            weight = merged[weight_name].copy()
+    plan = ModelPlan(config, adapter_config, mode, rank)
+    check_adapter_arrays(adapters, plan)
+    merged = dict(base)
+    for layer in plan.adapted_layers():
+        weight = merged[f"{layer.name}.weight"].copy()
+        for adapted in layer.slices:
+            names = layer.tensor_names(adapted.target)
             columns = slice(adapted.start, adapted.stop)
-            low_rank = [adapters[name] for name in names[:2]]
-            if adapter_config.adapter == "adalora":
-                low_rank[0] = low_rank[0] * adapters[names[2]]
-            if adapter_config.adapter == "dora":
-                weight[:, columns] = dora.merged_weight(weight[:, columns], *low_rank, adapters[names[2]],
-                                                        adapter_config.scale)
+            lora_a, lora_b = adapters[names["A"]], adapters[names["B"]]
+            if layer.kind == "adalora":
+                lora_a = lora_a * adapters[names["E"]]
+            if layer.kind == "dora":
+                weight[:, columns] = dora.merged_weight(weight[:, columns], lora_a, lora_b,
+                                                        adapters[names["magnitude"]], layer.scale)
             else:
-                weight[:, columns] = merged_weight(weight[:, columns], *low_rank, adapter_config.scale, mode)
-            merged[weight_name] = weight
-    unexpected = sorted(set(adapters) - expected)
-    if unexpected:
-        raise ValueError(f"adapter tensors not used by this adapter configuration: {unexpected[:5]}")
+                weight[:, columns] = merged_weight(weight[:, columns], lora_a, lora_b, layer.scale, mode)
+        merged[f"{layer.name}.weight"] = weight
     return merged

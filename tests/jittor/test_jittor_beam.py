@@ -20,7 +20,8 @@ from common_data.util.jsonl import read_jsonl, write_jsonl
 from common_data.util.paths import REPO_ROOT
 from common_data.model.synthetic_model import peaked_arrays
 from NLG_jittor.src import gpt2_beam
-from NLG_jittor.src.beam_search import generate, log_softmax
+from NLG_jittor.src.beam_search import generate
+from NLG_jittor.src.ops import log_softmax
 
 SMALL = GPT2Config(vocab_size=2048, n_embd=64, n_layer=2, n_head=4, n_positions=128)
 RECIPE = BeamSettings(beam=4, eval_len=40, length_penalty=0.8, no_repeat_ngram_size=4)

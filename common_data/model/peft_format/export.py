@@ -18,10 +18,10 @@ from collections import defaultdict
 import numpy as np
 
 from common_data.model.checkpoint import configs_from_metadata
-from common_data.model.gpt2_config import (adapted_slices, adapter_shapes, adapter_tensor_names, layer_shapes,
-                                     magnitude_tensor_name, singular_values_tensor_name)
+from common_data.model.gpt2_config import layer_shapes
 from common_data.model.peft_format.layout import (LAYERS, SLICE_TARGETS, SOURCE_METADATA_KEY, PeftFormatError, alpha_for,
                                             module_name, peft_key, suffixes)
+from common_data.model.plan import ModelPlan, adapted_slices
 
 
 def check_exportable(adapter_config, mode, source):
@@ -61,15 +61,8 @@ def fused_module(arrays, block, slices, d_out, rank):
 
 def expected_shapes(config, adapter_config, rank):
     """{checkpoint name: shape} of the adapter tensors of a configuration in parallel mode."""
-    shapes = {}
-    for block in range(config.n_layer):
-        for adapted in adapted_slices(config, adapter_config):
-            shapes.update(zip(adapter_tensor_names(block, adapted), adapter_shapes(adapted, rank, "parallel")))
-            if adapter_config.adapter == "dora":
-                shapes[magnitude_tensor_name(block, adapted)] = (adapted.d_out,)
-            if adapter_config.adapter == "adalora":
-                shapes[singular_values_tensor_name(block, adapted)] = (rank, 1)
-    return shapes
+    plan = ModelPlan(config, adapter_config, "parallel", rank)
+    return {name: tensor.shape for name, tensor in plan.adapter_tensors().items()}
 
 
 def check_tensors(arrays, shapes, source):
