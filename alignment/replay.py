@@ -27,7 +27,7 @@ PERTURBATION = "every base weight moved by one ulp, up or down at random (numpy 
 # arguments that do not change the losses of a run: an envelope measured with other values still holds
 NOT_RECIPE = ("work_dir", "init_checkpoint", "valid_data", "valid_batch_size", "log_interval", "eval_interval",
               "eval_at_start", "save_interval", "resume", "resume_from", "stop_step", "config", "debug", "platform",
-              "local_rank")
+              "local_rank", "tensorboard")
 
 
 ENVELOPES = REPO_ROOT / "log" / "envelopes"
@@ -104,8 +104,9 @@ def perturbed_base(args, path):
 
 
 def recipe_key(args):
-    """The arguments that decide a run's losses, as JSON-ready values."""
-    return {key: value for key, value in sorted(args.items()) if key not in NOT_RECIPE}
+    """The arguments that decide a run's losses, as JSON-ready values. One left unset (None) is left out, so that a
+    flag added later, unset, keeps the envelopes measured before it."""
+    return {key: value for key, value in sorted(args.items()) if key not in NOT_RECIPE and value is not None}
 
 
 def step_losses(run_folder):
@@ -118,7 +119,8 @@ def envelope_matches(path, args):
     if not Path(path).is_file():
         return False
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8")).get("recipe") == recipe_key(args)
+        measured_for = json.loads(Path(path).read_text(encoding="utf-8")).get("recipe") or {}
+        return recipe_key(measured_for) == recipe_key(args)
     except ValueError:
         return False
 

@@ -1,6 +1,8 @@
 """The report's section on the verdict of each pair of runs: the free-running gap against the float32 envelope,
 the replayed segments, and where a trace of the first failing segment starts."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -9,6 +11,7 @@ from alignment.figures import save
 from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, number
 from alignment.summary import verdict_sentence
 from common_data.model.checkpoint import trainer_checkpoint_path
+from common_data.util.paths import REPO_ROOT
 
 # gpt2_ft.py's arguments that probe.py (and so `python -m alignment trace`) takes, by probe flag
 TRACE_FLAGS = {"data": "train_data", "model_card": "model_card", "init_checkpoint": "init_checkpoint",
@@ -100,9 +103,16 @@ def envelope_bullets(test, envelope):
         f"(limit {test.growth_limit:+.2f})",
         f"sign: |mean Δ| / rms Δ = {test.bias_gap:.2f}, the envelope's {test.bias_envelope:.2f} "
         f"(limit {test.bias_limit:.2f})",
-        f"envelope `{envelope.path}`: {record.get('perturbation', 'n/a')}; measured on {record.get('machine', 'n/a')}, "
+        f"envelope `{shown_path(envelope.path)}`: {record.get('perturbation', 'n/a')}; measured on "
+        f"{record.get('machine', 'n/a')}, "
         f"{record.get('versions', 'n/a')}, commit {record.get('commit', 'n/a')}, {record.get('date', 'n/a')}",
     ))
+
+
+def shown_path(path):
+    """`path` relative to the repository when it lies in it (a report names its files the same on every machine)."""
+    path = Path(path).resolve()
+    return path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
 
 
 def verdict_section(results, tolerance, figures_dir, figure_prefix):

@@ -28,8 +28,8 @@
 #                  LoRA paper's recipe (GPT-2 M, 5 epochs of batch 8, seq_len 512, lr 2e-4, warm-up 500,
 #                  r 4, alpha 32, dropout 0.1, label smoothing 0.1 on E2E; beam 10, length penalty 0.9 on
 #                  E2E / 0.8). Empty: the embedded default, a small base GPT-2 built once with the torch
-#                  trainer and cached (see BASE_* below), then a short deterministic LoRA run (dropout 0)
-#                  that both frameworks repeat step for step.
+#                  trainer and cached (see BASE_* below), then a deterministic LoRA run (dropout 0,
+#                  recipes/embedded/<dataset>.yaml) that both frameworks repeat up to float32 rounding.
 #   recipe values  the recipe's, unless set: MODEL_CARD SEED (random_seed) and, under the names of their
 #                  flags in upper case, training LORA_DIM LORA_ALPHA LORA_DROPOUT LORA_TARGETS LR
 #                  WEIGHT_DECAY WARMUP_STEP MAX_STEP MAX_EPOCH VALID_BATCH_SIZE SEQ_LEN LABEL_SMOOTH

@@ -121,7 +121,7 @@ def build_parser():
     run.add_argument("--dropout_rng", default="framework", choices=DROPOUT_RNGS,
                      help="where dropout masks come from: the framework's own generator, or one counter-based "
                           "generator in numpy keyed by (seed, step, layer, tensor) that PyTorch and Jittor share, "
-                          "so that both drop the same units (slower per step, see README)")
+                          "so that both drop the same units (slower per step, see docs/training.md)")
     run.add_argument("--tensorboard", default=None, metavar="DIR",
                      help="also write the training curves (loss, learning rate, validation loss, tokens/s, peak "
                           "memory) as TensorBoard event files into DIR: tensorboard --logdir DIR")

@@ -6,6 +6,7 @@ import pytest
 from matplotlib.image import imread
 
 from alignment.report import DatasetInputs, build_report
+from alignment.samples import first_entity, names
 
 PLANTED = {50: 2e-5, 120: 3.5e-4, 160: -2e-4}  # Jittor minus PyTorch training loss at these steps
 TOLERANCE = 1e-4
@@ -54,6 +55,7 @@ def test_report_on_two_planted_run_folders(planted_runs, tmp_path, report_sectio
     assert "| e2e | not equivalent | 20 | 3.500e-04 | 120 |" in body["Summary"]
     assert "3/4 (75.00%)" in body["Summary"] and "3/4 (75.00%)" in body["Beam outputs"]
     assert "| BLEU | 0.5 | 0.51 | +0.01 | +2.00 |" in body["Summary"]
+    assert "Outputs naming the first entity: PyTorch 1/4 (25.0%), Jittor 1/4 (25.0%)." in body["Samples"]
     assert "| # | input | PyTorch | Jittor | reference |" in body["Samples"]  # the four contexts, in order
     for row in ("| 1 | name : A | a b c | a b c | A . |", "| 2 | name : B | d e | d e | B . |",
                 "| 3 | name : C | f \\| g | f \\| g | C . |", "| 4 | name : D \\| near : E | h | h i | D is near E . |"):
@@ -167,3 +169,17 @@ def test_samples_are_refused_when_the_outputs_do_not_follow_the_test_input(plant
     write_lines(planted_runs.jittor_pred, ["a b c", "d e", "f | g"])
     with pytest.raises(ValueError, match=r"Jittor outputs: 3 lines for the 4 contexts of .*test_formatted\.jsonl"):
         build_report([planted_runs], tmp_path / "r.md", tmp_path / "r.html", tmp_path / "f")
+
+
+@pytest.mark.parametrize("context, output, named", [
+    ("name : The Vaults | Type : pub | near : Café Adriatic", "The Vaults is a pub near Café Adriatic .", True),
+    ("name : The Vaults | Type : pub", "Vaults is a pub .", False),
+    ("Abel_Caballero : birthPlace : Ponteareas | Abel_Caballero : party : PSOE", "abel caballero was born in ponteareas .",
+     True),
+    ('Alan_Bean : "status" : "Retired"', "alan was an astronaut .", False),
+    ("[TABLECONTEXT] : title : American Playhouse | American Playhouse : role : Jed Jenkins",
+     "jed jenkins played in american playhouse .", True),
+    ("Allan_Shivers : party : Democratic_Party_(United_States)", "allan shivers, a democrat .", True),
+])
+def test_an_output_names_the_records_first_entity_word_for_word(context, output, named):
+    assert names(output, first_entity(context)) is named

@@ -89,7 +89,7 @@ def test_a_report_given_the_trace_folder_has_its_section_and_figure(tiny_trace, 
                  "--out-md", str(out_md), "--figures", str(figures)]) == 0
     body = report_sections(out_md.read_text())
     headings = list(report_headings)
-    assert list(body) == [*headings[:4], "Layer-by-layer trace", *headings[4:]]
+    assert list(body) == [*headings[:5], "Layer-by-layer trace", *headings[5:]]  # after the beam outputs and samples
     section = body["Layer-by-layer trace"]
     assert "gpt2.tiny, lora r 4, 1 step(s) of 2 rows x 16 tokens" in section
     assert "runs torch, torch64, jittor, jittor_isolated" in section

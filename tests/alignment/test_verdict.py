@@ -1,14 +1,18 @@
 """The verdicts on planted run folders: per-step losses, replayed segments and a float32 envelope, each made to pass
 or to fail one test of alignment.verdict. (Real runs with planted bugs: tests/jittor/test_verdict_bugs.py.)"""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from alignment.cli import main
+from alignment.replay import default_envelope_path, envelope_matches, recipe_key
 from alignment.runs import read_run
 from alignment.verdict import judge, read_envelope, replay_folder
+from alignment.verdict_report import shown_path
 from common_data.training.runlog import MetricsLog, RunRecord
+from common_data.util.paths import REPO_ROOT
 
 STEPS = 200
 K = 20
@@ -175,3 +179,22 @@ def test_the_report_shows_the_verdict_with_its_figure_and_segments(tmp_path, kin
     assert (trace in section) == (kind == "not equivalent")
     if kind == "not equivalent":
         assert "--trainer_checkpoint " + str(torch_run / "trainer.100.safetensors") + " --steps 20`" in section
+
+
+def test_an_envelope_holds_for_the_same_recipe_whatever_the_flags_that_do_not_change_the_losses(tmp_path):
+    measured_for = {"config": "recipes/embedded/e2e.yaml", "lr": 0.002, "lora_targets": ["q", "v"], "max_epoch": None,
+                    "work_dir": "runs/a", "eval_interval": 100}
+    path = tmp_path / "e2e.json"
+    path.write_text(json.dumps({"recipe": recipe_key(measured_for)}))
+    # a later flag left unset, another run folder and validation interval: the same recipe, the same file name
+    later = {**measured_for, "tensorboard": "tb", "adapter_checkpoint": None, "work_dir": "runs/b", "eval_interval": 50}
+    assert envelope_matches(path, later)
+    assert default_envelope_path(later, "runs/b") == default_envelope_path(measured_for, "runs/a")
+    for changed in ({"lr": 0.004}, {"lora_targets": ["q", "k", "v"]}, {"max_epoch": 2}):
+        assert not envelope_matches(path, {**later, **changed})
+        assert default_envelope_path({**later, **changed}, "runs/b") != default_envelope_path(later, "runs/b")
+
+
+def test_the_report_names_an_envelope_of_the_repository_by_its_path_in_it(tmp_path):
+    assert shown_path(REPO_ROOT / "log" / "envelopes" / "e2e-0.json") == Path("log/envelopes/e2e-0.json")
+    assert shown_path(tmp_path / "e2e.json") == (tmp_path / "e2e.json").resolve()

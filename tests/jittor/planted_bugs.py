@@ -2,7 +2,7 @@
 the verdict's tests: small porting errors whose effect grows with the adapters, so that a short comparison from the
 start misses them.
 
-The detection limit of the README was measured with it: for a PyTorch run TORCH (test_verdict_bugs.py's flags),
+The detection limit in docs/verdicts.md was measured with it: for a PyTorch run TORCH (test_verdict_bugs.py's flags),
     python tests/jittor/planted_bugs.py lora_scale:1e-4 --config TORCH/run.json --work_dir J
     python tests/jittor/planted_bugs.py lora_scale:1e-4 --config TORCH/run.json --work_dir J/replays/from_torch.60 \
         --resume_from TORCH/trainer.60.safetensors --stop_step 80          (and so for each segment)
