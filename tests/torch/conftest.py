@@ -14,3 +14,26 @@ def e2e_encoded(shared, tmp_path_factory):
     write_jsonl(folder / "train.jsonl", encode_rows(rows[:400], tokenizer))
     write_jsonl(folder / "valid.jsonl", encode_rows(rows[-24:], tokenizer))
     return {"train": folder / "train.jsonl", "valid": folder / "valid.jsonl"}
+
+
+@pytest.fixture(scope="session")
+def random_hf_gpt2(tmp_path_factory):
+    """write(hf_config) -> a folder with a random GPT2LMHeadModel that transformers saved (every weight moved off its
+    initialisation, so that no bias or LayerNorm is trivially 0 or 1) and base.safetensors, its import-hf."""
+    import torch
+    import transformers
+
+    import model_process
+
+    def write(hf_config):
+        torch.manual_seed(0)
+        hf_model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**hf_config))
+        with torch.no_grad():
+            for param in hf_model.parameters():
+                param.add_(0.05 * torch.randn_like(param))
+        folder = tmp_path_factory.mktemp("hf")
+        hf_model.save_pretrained(folder)
+        assert model_process.main(["import-hf", str(folder), str(folder / "base.safetensors")]) == 0
+        return folder
+
+    return write

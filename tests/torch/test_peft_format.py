@@ -3,7 +3,6 @@ an adapter trained here, exported, loads with PeftModel.from_pretrained and give
 trained with peft, imported, gives peft's logits within 1e-5; export then import gives the checkpoint back bit for bit;
 bad folders and bases are refused with one line."""
 import json
-import shutil
 
 import numpy as np
 import peft
@@ -56,16 +55,9 @@ LARGEST_DIFFERENCES = {}
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(random_hf_gpt2):
     """(GPT2Config, checkpoint arrays, HF folder, base .safetensors) of a random GPT2LMHeadModel from transformers."""
-    torch.manual_seed(0)
-    hf_model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_CONFIG))
-    with torch.no_grad():
-        for param in hf_model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    folder = tmp_path_factory.mktemp("hf")
-    hf_model.save_pretrained(folder)
-    assert model_process.main(["import-hf", str(folder), str(folder / "base.safetensors")]) == 0
+    folder = random_hf_gpt2(HF_CONFIG)
     arrays, metadata = load_tensors(folder / "base.safetensors")
     return GPT2Config.from_dict(metadata["config"]), arrays, folder, folder / "base.safetensors"
 
@@ -196,7 +188,7 @@ def refusal(capsys, argv):
 
 def test_unknown_key_is_refused(exported, base, tmp_path, capsys):
     folder, _ = exported
-    tensors, header = load_tensors(folder / "adapter_model.safetensors")[0], {"format": "pt"}
+    tensors = load_tensors(folder / "adapter_model.safetensors")[0]
     tensors["base_model.model.transformer.h.0.attn.c_attn.lora_X.weight"] = np.zeros((4, 32), np.float32)
     save_tensors(folder / "adapter_model.safetensors", tensors)
     line = refusal(capsys, ["import-peft", folder, tmp_path / "out.safetensors", "--base", base[3]])

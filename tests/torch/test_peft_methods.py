@@ -49,17 +49,9 @@ ALLOCATOR = AllocatorConfig(target_r=3, tinit=3, tfinal=5, delta_t=4, beta1=0.85
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(random_hf_gpt2):
     """(GPT2Config, checkpoint arrays, folder) of a random GPT2LMHeadModel written by transformers and imported."""
-    torch.manual_seed(0)
-    hf_model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_CONFIG))
-    with torch.no_grad():
-        for param in hf_model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    folder = tmp_path_factory.mktemp("hf")
-    hf_model.save_pretrained(folder)
-    subprocess.run([sys.executable, "-m", "model_process", "import-hf", str(folder), str(folder / "base.safetensors")],
-                   check=True, capture_output=True)
+    folder = random_hf_gpt2(HF_CONFIG)
     arrays, metadata = load_tensors(folder / "base.safetensors")
     return GPT2Config.from_dict(metadata["config"]), arrays, folder
 
