@@ -18,7 +18,8 @@ from common_data.util.atomic import atomic_open, atomic_path
 from common_data.model.checkpoint import (configs_from_metadata, load_model_checkpoint, load_tensors, model_size,
                                     save_tensors)
 from common_data.cli.command import add_debug_argument, command
-from common_data.model.gpt2_config import GPT2Config, base_param_shapes
+from common_data.model.gpt2_config import GPT2Config
+from common_data.model.plan import base_param_shapes
 from common_data.model.merge import merge_adapter_arrays
 from common_data.model.peft_format.export import to_peft
 from common_data.model.peft_format.folder import read_folder, write_folder

@@ -20,7 +20,8 @@ from safetensors.numpy import save_file
 
 from common_data.util.atomic import atomic_open, atomic_path, temporary_file_pattern
 from common_data.util.errors import UserError
-from common_data.model.gpt2_config import MODEL_CARDS, AdapterConfig, GPT2Config, base_param_shapes
+from common_data.model.gpt2_config import MODEL_CARDS, AdapterConfig, GPT2Config
+from common_data.model.plan import base_param_shapes
 
 METADATA_KEY = "metadata"
 RUN_CHECKPOINT_NAME = r"(?:model|trainer)\.\d+\.(?:safetensors|json)"

@@ -163,26 +163,3 @@ def _known_fields(cls, values, source):
     if unknown:
         raise ValueError(f"{source}: unknown {cls.__name__} fields {unknown}")
     return values
-
-
-def base_param_shapes(config):
-    """Checkpoint names and shapes of the base model's tensors, in Hugging Face order."""
-    n = config.n_embd
-    shapes = {"wte.weight": (config.vocab_size, n), "wpe.weight": (config.n_positions, n)}
-    for i in range(config.n_layer):
-        for norm, layers in (("ln_1", ("attn.c_attn", "attn.c_proj")), ("ln_2", ("mlp.c_fc", "mlp.c_proj"))):
-            shapes[f"h.{i}.{norm}.weight"] = (n,)
-            shapes[f"h.{i}.{norm}.bias"] = (n,)
-            for layer in layers:
-                d_in, d_out = layer_shapes(config)[layer]
-                shapes[f"h.{i}.{layer}.weight"] = (d_in, d_out)
-                shapes[f"h.{i}.{layer}.bias"] = (d_out,)
-    shapes["ln_f.weight"] = (n,)
-    shapes["ln_f.bias"] = (n,)
-    return shapes
-
-
-def layer_shapes(config):
-    """Conv1D weight shapes [d_in, d_out] of the layers inside one block."""
-    n = config.n_embd
-    return {"attn.c_attn": (n, 3 * n), "attn.c_proj": (n, n), "mlp.c_fc": (n, 4 * n), "mlp.c_proj": (4 * n, n)}

@@ -6,11 +6,36 @@ triplets read it: no other module derives a tensor name or shape.
 """
 from dataclasses import dataclass
 
-from common_data.model.gpt2_config import ADAPTER_TARGETS, base_param_shapes, layer_shapes
+from common_data.model.gpt2_config import ADAPTER_TARGETS
 
 # the adapter kind of each adapter method: PiSSA and JELLY compute as LoRA (they differ in how they start and,
 # for JELLY, in the mode)
 LAYER_KINDS = {"lora": "lora", "jelly": "lora", "pissa": "lora", "dora": "dora", "adalora": "adalora"}
+# an adapter tensor's name: <layer>.<suffix of its role>.<target>
+ROLE_SUFFIXES = {"A": "lora_A", "B": "lora_B", "magnitude": "lora_magnitude", "E": "lora_E"}
+
+
+def base_param_shapes(config):
+    """Checkpoint names and shapes of the base model's tensors, in Hugging Face order."""
+    n = config.n_embd
+    shapes = {"wte.weight": (config.vocab_size, n), "wpe.weight": (config.n_positions, n)}
+    for i in range(config.n_layer):
+        for norm, layers in (("ln_1", ("attn.c_attn", "attn.c_proj")), ("ln_2", ("mlp.c_fc", "mlp.c_proj"))):
+            shapes[f"h.{i}.{norm}.weight"] = (n,)
+            shapes[f"h.{i}.{norm}.bias"] = (n,)
+            for layer in layers:
+                d_in, d_out = layer_shapes(config)[layer]
+                shapes[f"h.{i}.{layer}.weight"] = (d_in, d_out)
+                shapes[f"h.{i}.{layer}.bias"] = (d_out,)
+    shapes["ln_f.weight"] = (n,)
+    shapes["ln_f.bias"] = (n,)
+    return shapes
+
+
+def layer_shapes(config):
+    """Conv1D weight shapes [d_in, d_out] of the layers inside one block."""
+    n = config.n_embd
+    return {"attn.c_attn": (n, 3 * n), "attn.c_proj": (n, n), "mlp.c_fc": (n, 4 * n), "mlp.c_proj": (4 * n, n)}
 
 
 @dataclass(frozen=True)
@@ -59,8 +84,7 @@ class LayerPlan:
     def tensor_names(self, target):
         """{role: checkpoint name} of the adapter on slice `target`."""
         roles = {"lora": ("A", "B"), "dora": ("A", "B", "magnitude"), "adalora": ("A", "B", "E")}[self.kind]
-        suffixes = {"A": "lora_A", "B": "lora_B", "magnitude": "lora_magnitude", "E": "lora_E"}
-        return {role: f"{self.name}.{suffixes[role]}.{target}" for role in roles}
+        return {role: f"{self.name}.{ROLE_SUFFIXES[role]}.{target}" for role in roles}
 
     def tensor_shapes(self, adapted):
         """{role: shape}: A is r x d_in in parallel mode and r x d_out in sequential mode, B is d_out x r, DoRA's
@@ -103,6 +127,12 @@ def base_init(name):
     if module.startswith("ln_"):
         return "ones"
     return "residual_normal" if module == "c_proj" else "normal"
+
+
+def saved_rank(adapter_config):
+    """The rank of the adapters a checkpoint holds: lora_dim, or 2 x lora_dim for PiSSA (saved as plain LoRA on
+    the original base, common_data/model/adapter_math/pissa.py)."""
+    return 2 * adapter_config.lora_dim if adapter_config.adapter == "pissa" else adapter_config.lora_dim
 
 
 class ModelPlan:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from common_data.model.checkpoint import load_tensors, save_tensors
-from common_data.model.gpt2_config import AdapterConfig, base_param_shapes, config_for_card
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
+from common_data.model.plan import base_param_shapes
 from common_data.model.init_params import init_adapter_params
 from common_data.util.paths import REPO_ROOT
 from NLG_jittor.src import probe

@@ -6,7 +6,8 @@ import jittor as jt
 import numpy as np
 import pytest
 
-from common_data.model.gpt2_config import AdapterConfig, GPT2Config, base_param_shapes
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.plan import base_param_shapes
 from common_data.model.init_params import init_adapter_params, init_base_params
 from common_data.model.merge import merge_adapter_arrays
 from NLG_jittor.src.adapters import (adapter_mode, adapter_state_dict, mark_only_adapter_as_trainable, merge_adapters,

@@ -13,15 +13,13 @@ DoRA rescales every output feature of the module by the norms of the whole weigh
 adapter: model_process.py export-hf).
 """
 import json
-from collections import defaultdict
 
 import numpy as np
 
 from common_data.model.checkpoint import configs_from_metadata
-from common_data.model.gpt2_config import layer_shapes
 from common_data.model.peft_format.layout import (LAYERS, SLICE_TARGETS, SOURCE_METADATA_KEY, PeftFormatError, alpha_for,
                                             module_name, peft_key, suffixes)
-from common_data.model.plan import ModelPlan, adapted_slices
+from common_data.model.plan import ROLE_SUFFIXES, ModelPlan, saved_rank
 
 
 def check_exportable(adapter_config, mode, source):
@@ -38,30 +36,26 @@ def check_exportable(adapter_config, mode, source):
                               "DoRA on c_attn instead")
 
 
-def layer_slices(config, adapter_config):
-    """{layer: [adapted slices, in column order]}, layers in LAYERS order."""
-    by_layer = defaultdict(list)
-    for adapted in adapted_slices(config, adapter_config):
-        by_layer[adapted.layer].append(adapted)
-    return {layer: by_layer[layer] for layer in LAYERS if layer in by_layer}
+def layer_slices(plan):
+    """{layer: its adapted slices, in column order} (every block has the same), layers in LAYERS order."""
+    return {layer: plan.layers[f"h.0.{layer}"].slices for layer in LAYERS if plan.layers[f"h.0.{layer}"].slices}
 
 
-def fused_module(arrays, block, slices, d_out, rank):
-    """{kind: array} of one peft module made of a layer's adapted slices (see the module docstring)."""
-    prefix = f"h.{block}.{slices[0].layer}"
-    lora_b = np.zeros((d_out, rank * len(slices)), np.float32)
-    for index, adapted in enumerate(slices):
-        lora_b[adapted.start:adapted.stop, index * rank:(index + 1) * rank] = arrays[f"{prefix}.lora_B.{adapted.target}"]
-    module = {"lora_A": np.concatenate([arrays[f"{prefix}.lora_A.{s.target}"] for s in slices]), "lora_B": lora_b}
-    for kind in ("lora_E", "lora_magnitude"):
-        if f"{prefix}.{kind}.{slices[0].target}" in arrays:
-            module[kind] = np.concatenate([arrays[f"{prefix}.{kind}.{s.target}"] for s in slices])
+def fused_module(arrays, layer):
+    """{kind: array} of the peft module made of one LayerPlan's adapted slices (see the module docstring)."""
+    names = [layer.tensor_names(adapted.target) for adapted in layer.slices]
+    lora_b = np.zeros((layer.d_out, layer.rank * len(layer.slices)), np.float32)
+    for index, (adapted, slice_names) in enumerate(zip(layer.slices, names)):
+        lora_b[adapted.start:adapted.stop, index * layer.rank:(index + 1) * layer.rank] = arrays[slice_names["B"]]
+    module = {"lora_A": np.concatenate([arrays[slice_names["A"]] for slice_names in names]), "lora_B": lora_b}
+    for role in ("E", "magnitude"):
+        if role in names[0]:
+            module[ROLE_SUFFIXES[role]] = np.concatenate([arrays[slice_names[role]] for slice_names in names])
     return module
 
 
-def expected_shapes(config, adapter_config, rank):
-    """{checkpoint name: shape} of the adapter tensors of a configuration in parallel mode."""
-    plan = ModelPlan(config, adapter_config, "parallel", rank)
+def expected_shapes(plan):
+    """{checkpoint name: shape} of the plan's adapter tensors."""
     return {name: tensor.shape for name, tensor in plan.adapter_tensors().items()}
 
 
@@ -90,11 +84,12 @@ def to_peft(arrays, metadata, base_model, source):
     config, adapter_config, mode = configs_from_metadata(metadata, source)
     check_exportable(adapter_config, mode, source)
     adalora = adapter_config.adapter == "adalora"
-    rank = 2 * adapter_config.lora_dim if adapter_config.adapter == "pissa" else adapter_config.lora_dim
-    check_tensors(arrays, expected_shapes(config, adapter_config, rank), source)
-    slices = layer_slices(config, adapter_config)
-    modules = {(block, layer): fused_module(arrays, block, adapted, layer_shapes(config)[layer][1], rank)
-               for block in range(config.n_layer) for layer, adapted in slices.items()}
+    rank = saved_rank(adapter_config)
+    plan = ModelPlan(config, adapter_config, "parallel", rank)
+    check_tensors(arrays, expected_shapes(plan), source)
+    slices = layer_slices(plan)
+    modules = {(block, layer): fused_module(arrays, plan.layers[f"h.{block}.{layer}"])
+               for block in range(config.n_layer) for layer in slices}
     peft_type = "ADALORA" if adalora else "LORA"
     kinds = suffixes(peft_type)
     module_rank = {layer: rank * len(adapted) for layer, adapted in slices.items()}

@@ -16,8 +16,9 @@ from collections import defaultdict
 import numpy as np
 
 from common_data.model.checkpoint import checkpoint_metadata, configs_from_metadata, model_size
-from common_data.model.gpt2_config import AdapterConfig, layer_shapes
+from common_data.model.gpt2_config import AdapterConfig
 from common_data.model.peft_format.export import check_tensors, expected_shapes, layer_slices
+from common_data.model.plan import ROLE_SUFFIXES, ModelPlan, layer_shapes, saved_rank
 from common_data.model.peft_format.layout import (LAYERS, PEFT_KEY, PEFT_PREFIX, SOURCE_METADATA_KEY, WHOLE_TARGET,
                                             PeftFormatError, alpha_for, module_name, scale_divisor, suffixes)
 
@@ -138,37 +139,41 @@ def plain_adapter(modules, settings, base_config, source):
                                    lora_dropout=float(settings.get("lora_dropout", 0.0)),
                                    targets=tuple(WHOLE_TARGET[layer] for layer in layers),
                                    use_rslora=use_rslora and not adalora)
+    plan = ModelPlan(base_config, adapter_config, "parallel")
+    roles = {suffix: role for role, suffix in ROLE_SUFFIXES.items()}
     arrays = {}
     for (block, layer), module in modules.items():
         missing = rank - module["lora_A"].shape[0]
         padding = {"lora_A": ((0, missing), (0, 0)), "lora_B": ((0, 0), (0, missing)), "lora_E": ((0, missing), (0, 0)),
                    "lora_magnitude": ((0, 0),)}
+        names = plan.layers[f"h.{block}.{layer}"].tensor_names(WHOLE_TARGET[layer])
         for kind, array in module.items():
-            arrays[f"h.{block}.{layer}.{kind}.{WHOLE_TARGET[layer]}"] = np.pad(array, padding[kind])
+            arrays[names[roles[kind]]] = np.pad(array, padding[kind])
     return arrays, adapter_config
 
 
 def split_slices(modules, stored_adapter, config, source):
     """The exported checkpoint's arrays back from its modules (export.py's layout, checked to hold zeros where it
     puts them)."""
-    rank = 2 * stored_adapter.lora_dim if stored_adapter.adapter == "pissa" else stored_adapter.lora_dim
+    plan = ModelPlan(config, stored_adapter, "parallel", saved_rank(stored_adapter))
+    slices = layer_slices(plan)
     arrays = {}
     for (block, layer), module in modules.items():
-        slices = layer_slices(config, stored_adapter).get(layer)
-        if slices is None:
+        if layer not in slices:
             raise PeftFormatError(f"{source}: module {module_name(block, layer)} is not in the checkpoint its header "
                                   "describes")
+        layer_plan = plan.layers[f"h.{block}.{layer}"]
         covered = np.zeros_like(module["lora_B"], dtype=bool)
-        for index, adapted in enumerate(slices):
-            columns = slice(index * rank, (index + 1) * rank)
-            prefix = f"h.{block}.{layer}"
-            arrays[f"{prefix}.lora_A.{adapted.target}"] = module["lora_A"][columns]
-            arrays[f"{prefix}.lora_B.{adapted.target}"] = module["lora_B"][adapted.start:adapted.stop, columns]
+        for index, adapted in enumerate(layer_plan.slices):
+            columns = slice(index * layer_plan.rank, (index + 1) * layer_plan.rank)
+            names = layer_plan.tensor_names(adapted.target)
+            arrays[names["A"]] = module["lora_A"][columns]
+            arrays[names["B"]] = module["lora_B"][adapted.start:adapted.stop, columns]
             covered[adapted.start:adapted.stop, columns] = True
-            for kind in ("lora_E", "lora_magnitude"):
-                if kind in module:
-                    part = module[kind][columns] if kind == "lora_E" else module[kind][adapted.start:adapted.stop]
-                    arrays[f"{prefix}.{kind}.{adapted.target}"] = part
+            if "E" in names and "lora_E" in module:
+                arrays[names["E"]] = module["lora_E"][columns]
+            if "magnitude" in names and "lora_magnitude" in module:
+                arrays[names["magnitude"]] = module["lora_magnitude"][adapted.start:adapted.stop]
         if module["lora_B"][~covered].any():
             raise PeftFormatError(f"{source}: module {module_name(block, layer)}'s lora_B is not block-structured as "
                                   "the checkpoint in its header")
@@ -191,8 +196,8 @@ def from_peft(settings, tensors, header, base_config, base_name, source):
             raise PeftFormatError(f"{source}: the scale its adapter_config.json gives differs from the checkpoint's "
                                   "in its header")
         arrays = split_slices(modules, stored_adapter, config, source)
-        rank = 2 * stored_adapter.lora_dim if stored_adapter.adapter == "pissa" else stored_adapter.lora_dim
-        check_tensors(arrays, expected_shapes(config, stored_adapter, rank), source)
+        check_tensors(arrays, expected_shapes(ModelPlan(config, stored_adapter, "parallel", saved_rank(stored_adapter))),
+                      source)
         return arrays, metadata
     arrays, adapter_config = plain_adapter(modules, settings, base_config, source)
     metadata = checkpoint_metadata(base_config, adapter_config, "parallel",
