@@ -1,4 +1,4 @@
-"""Batched beam search with a key/value cache (Jittor side; the bookkeeping is common_data.decoding.beam).
+"""Batched beam search with a key/value cache; the bookkeeping is common_data.decoding.beam.
 
 The contexts of a batch are left-padded to the longest (the model masks the padding): one forward pass over
 the prompts, then one token per hypothesis and step.
@@ -68,10 +68,10 @@ def prefill(model, prompts, padding):
 
 
 @ops.no_grad()
-def search_batch(model, contexts, settings):
+def search_batch(model, contexts, settings, device):
     """Beam search (greedy for beam 1) from n contexts (token lists); the n best token lists."""
     batch = BeamBatch(settings, contexts)
-    prompts = ops.from_numpy(batch.prompts)
+    prompts = ops.from_numpy(batch.prompts, device)
     padding = ops.from_numpy_like(batch.padding, prompts)
     past = prefill(model, prompts, padding)
     tokens = prompts[:, -1:]
@@ -87,13 +87,13 @@ def search_batch(model, contexts, settings):
         tokens = ops.from_numpy_like(new_tokens, prompts).unsqueeze(1)
 
 
-def generate(model, queries, settings, batch_size, progress=True):
+def generate(model, queries, settings, batch_size, device, progress=True):
     """The best hypothesis (token ids, EOS included) of every query, in order."""
     model.eval()
     results = [None] * len(queries)
     with tqdm(total=len(queries), desc="beam", unit="ctx", disable=not progress, dynamic_ncols=True) as bar:
         for indices in length_batches(queries, batch_size):
-            found = search_batch(model, [queries[i] for i in indices], settings)
+            found = search_batch(model, [queries[i] for i in indices], settings, device)
             for index, tokens in zip(indices, found):
                 results[index] = tokens
             bar.update(len(indices))

@@ -152,6 +152,7 @@ def top_k(scores, k):
     return values, ids.gather(1, order)
 
 
+# tensors
 def positions(start, stop, like):
     """int64 positions start .. stop - 1 (like: a tensor on the device wanted; Jittor has one)."""
     return jt.arange(start, stop).int64()
@@ -174,24 +175,9 @@ def where(condition, x, y):
     return jt.ternary(condition, x, y)
 
 
-def to_numpy(tensor):
-    """A float32 numpy copy."""
-    return tensor.float32().numpy().copy()
-
-
-def from_numpy(array):
-    """A tensor of the numpy array."""
-    return jt.array(array)
-
-
-def from_numpy_like(array, like):
-    """A tensor of the numpy array (like: a tensor on the device wanted; Jittor has one)."""
-    return jt.array(array)
-
-
-def assign(param, array):
-    """param <- array (numpy), in place, keeping whether param trains (Var.update)."""
-    param.update(jt.array(np.asarray(array, dtype=np.float32)))
+def eye(n, like):
+    """The n x n identity in like's dtype."""
+    return jt.init.eye(n, dtype=like.dtype)
 
 
 def float32(x):
@@ -207,9 +193,119 @@ def zeros_like(x):
     return jt.zeros_like(x)
 
 
+def detach(x):
+    return x.stop_grad()
+
+
+def sync(tensors):
+    """Compute pending lazy results now: a lazy running average would grow its graph step after step."""
+    jt.sync(tensors)
+
+
+# to and from numpy
+def to_numpy(tensor):
+    """A float32 numpy copy."""
+    return tensor.float32().numpy().copy()
+
+
 def numpy(tensor):
-    """The tensor as a numpy array, its dtype kept."""
+    """The tensor as a numpy array, its dtype kept, computed now (this forces Jittor's lazy graph up to it)."""
     return tensor.numpy()
+
+
+def from_numpy(array, device):
+    """A tensor of the numpy array (device: "cpu" or "cuda"; Jittor puts it where jt.flags.use_cuda says)."""
+    return jt.array(array)
+
+
+def from_numpy_like(array, like):
+    """A tensor of the numpy array (like: a tensor on the device wanted; Jittor has one)."""
+    return jt.array(array)
+
+
+def tensor_like(array, like):
+    """The numpy array as a tensor in like's dtype."""
+    return jt.array(np.asarray(array)).cast(like.dtype)
+
+
+def constant_like(like, array=None):
+    """A tensor outside the autograd graph (stop_grad) in like's dtype: zeros, or the numpy array. A Var that a
+    jt.Function takes in with a gradient would be taped, and its backward pass would hand back that tape's
+    variable."""
+    if array is None:
+        return jt.zeros_like(like).stop_grad()
+    return jt.array(array).cast(like.dtype).stop_grad()
+
+
+# modules and parameters: a parameter changes in place with Var.update, which keeps the Var and whether it
+# trains (an assignment under jt.no_grad would freeze it)
+def to_device(module, device):
+    """The module (Jittor puts it where jt.flags.use_cuda says)."""
+    return module
+
+
+def parameter(shape):
+    """A trainable tensor of zeros (a Var held by a Module is its parameter)."""
+    return jt.zeros(shape)
+
+
+def dropout(p):
+    """A dropout module, in training mode (Jittor's Dropout starts in eval mode, a torch module in training)."""
+    return nn.Dropout(p, is_train=True)
+
+
+def is_training(module):
+    return module.is_train
+
+
+def assign(param, array):
+    """param <- array (numpy), in place, keeping whether param trains (Var.update)."""
+    param.update(jt.array(np.asarray(array, dtype=np.float32)))
+
+
+def replace(param, value):
+    """param <- value (a tensor, whose shape may differ), keeping the parameter object."""
+    param.update(value)
+
+
+def set_columns(weight, start, values):
+    """weight[:, start:start + columns] <- values (numpy), in place."""
+    columns = jt.array(values.astype(np.float32))
+    weight.update(weight.setitem((slice(None), slice(start, start + values.shape[1])), columns))
+
+
+def scale_in_place(param, factors):
+    """param <- param * factors (numpy, broadcast), in place."""
+    param.update(param * tensor_like(factors, param))
+
+
+# the optimizer
+def gradients(group):
+    """(parameter, gradient) for the parameters of an optimizer group that have a gradient."""
+    return [(param, grad) for param, grad in zip(group["params"], group.get("grads", [])) if not param.is_stop_grad()]
+
+
+def set_gradients(optimizer, params, arrays):
+    """Replace the gradients of params {name: parameter} by the numpy arrays {name: array}; Jittor's optimizer
+    keeps the gradients that backward() gathered in its parameter groups."""
+    by_id = {id(param): name for name, param in params.items()}
+    for group in optimizer.param_groups:
+        for param, grad in zip(group["params"], group["grads"]):
+            if id(param) in by_id:
+                grad.update(tensor_like(arrays[by_id[id(param)]], param))
+
+
+def adam_moments(exp_avg, exp_avg_sq, grad, beta1, beta2):
+    """m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2, in place."""
+    exp_avg.update(exp_avg * beta1 + (1.0 - beta1) * grad)
+    exp_avg_sq.update(exp_avg_sq * beta2 + (1.0 - beta2) * grad * grad)
+
+
+def adam_update(param, exp_avg, exp_avg_sq, step_size, eps, decay):
+    """p <- p - step_size m / (sqrt(v) + eps), then p <- p - decay p, in place."""
+    param.update(param - step_size * (exp_avg / (exp_avg_sq.sqrt() + eps)))
+    if decay > 0.0:
+        param.update(param - decay * param)
 
 
 no_grad = jt.no_grad

@@ -14,16 +14,27 @@ def framework_versions():
             "python": platform.python_version()}
 
 
+def pick_device(name):
+    """--device: put Jittor on the GPU ("auto": where there is one; "cuda" or "cuda:N") or the CPU; returns which."""
+    use_cuda = jt.has_cuda if name == "auto" else name.startswith("cuda")
+    if use_cuda and not jt.has_cuda:
+        raise ValueError(f"--device {name}: Jittor finds no CUDA device")
+    jt.flags.use_cuda = int(use_cuda)
+    return "cuda" if use_cuda else "cpu"
+
+
 def device_name(device):
     if device == "cuda":
         return f"cuda: {cuda_device_name()}"
     return f"cpu: {runlog.cpu_name()}, {cpu_threads()} threads"
 
 
-def peak_memory(device, cuda_peak_bytes):
-    """Jittor keeps no CUDA peak: the caller samples cuda_held_bytes() and passes the largest."""
+def peak_memory(device, cuda_peak_bytes=None):
+    """Jittor keeps no CUDA peak: a trainer samples cuda_held_bytes() and passes the largest; else what the
+    allocators hold now."""
     if device == "cuda":
-        return {"kind": "jittor_cuda_allocator_held", "bytes": cuda_peak_bytes}
+        return {"kind": "jittor_cuda_allocator_held",
+                "bytes": cuda_held_bytes() if cuda_peak_bytes is None else cuda_peak_bytes}
     return {"kind": "rss", "bytes": runlog.peak_rss_bytes()}
 
 

@@ -1,4 +1,4 @@
-"""Batched beam search with a key/value cache (PyTorch side; the bookkeeping is common_data.decoding.beam).
+"""Batched beam search with a key/value cache; the bookkeeping is common_data.decoding.beam.
 
 The contexts of a batch are left-padded to the longest (the model masks the padding): one forward pass over
 the prompts, then one token per hypothesis and step.

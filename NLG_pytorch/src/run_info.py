@@ -12,6 +12,13 @@ def framework_versions():
             "python": platform.python_version()}
 
 
+def pick_device(name):
+    """The torch.device of --device: "auto" (a GPU where there is one), "cpu", "cuda" or "cuda:N"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def device_name(device):
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"

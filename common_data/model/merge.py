@@ -10,7 +10,7 @@ base (common_data/model/adapter_math); AdaLoRA folds in as LoRA with A diag(Λ) 
 import numpy as np
 
 from common_data.model.adapter_math import dora
-from common_data.model.plan import ModelPlan
+from common_data.model.plan import ModelPlan, saved_rank
 
 
 def merged_weight(weight, lora_a, lora_b, scale, mode):
@@ -20,6 +20,16 @@ def merged_weight(weight, lora_a, lora_b, scale, mode):
     if mode == "sequential":
         low_rank = weight64 @ low_rank
     return (weight64 + scale * (low_rank @ lora_b.T.astype(np.float64))).astype(np.float32)
+
+
+def unmerged_weight(weight, lora_a, lora_b, scale, mode):
+    """merged_weight's inverse: the Conv1D weight slice without the adapter (computed in float64)."""
+    weight64, lora_a, lora_b = (array.astype(np.float64) for array in (weight, lora_a, lora_b))
+    low_rank = lora_a.T
+    if mode == "sequential":
+        # merged W' = (I + s B A) W, so W = W' - s B (I + s A B)^-1 A W' (Woodbury identity)
+        low_rank = weight64 @ low_rank @ np.linalg.inv(np.eye(lora_a.shape[0]) + scale * lora_a @ lora_b).T
+    return (weight64 - scale * low_rank @ lora_b.T).astype(np.float32)
 
 
 def check_adapter_arrays(adapters, plan):
@@ -41,8 +51,7 @@ def merge_adapter_arrays(base, adapters, config, adapter_config, mode):
     Raises ValueError naming the tensor when an adapter tensor is missing, has the wrong shape, or is
     not one this configuration uses.
     """
-    rank = 2 * adapter_config.lora_dim if adapter_config.adapter == "pissa" else adapter_config.lora_dim
-    plan = ModelPlan(config, adapter_config, mode, rank)
+    plan = ModelPlan(config, adapter_config, mode, saved_rank(adapter_config))
     check_adapter_arrays(adapters, plan)
     merged = dict(base)
     for layer in plan.adapted_layers():

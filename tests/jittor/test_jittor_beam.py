@@ -101,8 +101,8 @@ def lora_score(model, prompt, tokens, settings):
 
 
 def test_beam_search_equals_torch_up_to_ties(tmp_path, arrays, contexts):
-    model = gpt2_beam.decoding_model(SMALL, arrays)
-    found = generate(model, contexts, RECIPE, batch_size=32, progress=False)
+    model = gpt2_beam.decoding_model(SMALL, arrays, "cpu")
+    found = generate(model, contexts, RECIPE, batch_size=32, device="cpu", progress=False)
     expected = torch_generate(tmp_path, arrays, contexts, RECIPE, 32)
     differing = [i for i, (a, b) in enumerate(zip(found, expected)) if a != b]
     assert len(found) == 200 and len(differing) <= 2, differing
@@ -115,7 +115,7 @@ def test_beam_search_equals_torch_up_to_ties(tmp_path, arrays, contexts):
 
 def test_greedy_search_equals_torch(tmp_path, arrays, contexts):
     settings = BeamSettings(beam=1, eval_len=32, no_repeat_ngram_size=4)
-    found = generate(gpt2_beam.decoding_model(SMALL, arrays), contexts[:16], settings, 8, progress=False)
+    found = generate(gpt2_beam.decoding_model(SMALL, arrays, "cpu"), contexts[:16], settings, 8, "cpu", progress=False)
     assert found == torch_generate(tmp_path, arrays, contexts[:16], settings, 8)
 
 
