@@ -87,8 +87,8 @@ def build_parser():
         description="When the free runs are not step-exact, or --segments asks for them: replay segments of the "
                     "PyTorch run in Jittor from PyTorch's saved trainer states (into JITTOR/replays/from_torch.STEP; "
                     "--reverse: PyTorch from Jittor's too) and measure the float32 envelope unless a cached one fits "
-                    "(one more PyTorch run, on the base moved by one ulp, into TORCH/envelope); then print the "
-                    "verdict. Settings come from the verdict: section of the runs' recipe (their --config), flags "
+                    "(one more PyTorch run, every product summed in another order, into TORCH/envelope); then "
+                    "print the verdict. Settings come from the verdict: section of the runs' recipe (their --config), flags "
                     "given here win.")
     verify.add_argument("--torch", type=Path, required=True, metavar="RUN", help="the PyTorch run folder")
     verify.add_argument("--jittor", type=Path, required=True, metavar="RUN", help="the Jittor run folder")
@@ -228,7 +228,8 @@ def verify_main(args):
             replay.replay_segment(runs[source], source, runs[replaying], start, settings["segment_steps"])
     envelope_path = args.envelope or replay.default_envelope_path(torch_args, args.torch)
     if comparison.status != "step-exact" and not replay.envelope_matches(envelope_path, torch_args):
-        print(f"measuring the float32 envelope: PyTorch again on the base moved by one ulp -> {envelope_path}",
+        print("measuring the float32 envelope: PyTorch again, every product summed in another order -> "
+              f"{envelope_path}",
               file=sys.stderr, flush=True)
         replay.measure_envelope(args.torch, envelope_path)
     envelope = read_envelope(envelope_path) if Path(envelope_path).is_file() else None

@@ -1,14 +1,20 @@
 """The runs behind a verdict (`python -m alignment verify`): segments of a run replayed by the other framework from
-its saved trainer states, and the float32 envelope, a second PyTorch run of the recipe whose base weights are each
-moved by one ulp.
+its saved trainer states, and the float32 envelope, a second PyTorch run of the recipe whose every product is summed
+in another order.
 
-Why one ulp of the base: it puts a last-bit difference into every product of every step, as another summation
-order does, without touching the adapters' start or the data; a thread count does not (PyTorch's CPU products give
-the same bits with 1 and 2 threads), and one ulp on the adapters alone enters only through B = 0's first update.
+How: MKL's conditional numerical reproducibility set to COMPATIBLE (MKL_CBWR) makes PyTorch's matrix products take
+MKL's generic code path, which sums in another order: about 90% of a GPT-2-sized product's outputs differ in their
+last bits, in every forward and backward product of every step, as they do between two frameworks. A thread count
+does not do it (PyTorch's CPU products give the same bits with 1 and 2 threads). Where PyTorch has no MKL (the
+variable then changes nothing), the envelope moves every base weight by one ulp instead: a fixed last-bit change of
+the function rather than rounding at every step, whose drift starts later and grows more slowly (DART's default,
+docs/verdicts.md).
 """
 import datetime
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +29,10 @@ from common_data.model.init_params import init_base_params
 from common_data.util.paths import REPO_ROOT
 
 TRAINERS = {"torch": "NLG_pytorch/src/gpt2_ft.py", "jittor": "NLG_jittor/src/gpt2_ft.py"}
-PERTURBATION = "every base weight moved by one ulp, up or down at random (numpy seed 0)"
+SUMMATION_ORDER = {"MKL_CBWR": "COMPATIBLE"}
+PERTURBATIONS = {"summation order": "every product summed in another order: MKL_CBWR=COMPATIBLE (MKL's generic code "
+                                    "path)",
+                 "one ulp": "every base weight moved by one ulp, up or down at random (numpy seed 0)"}
 # arguments that do not change the losses of a run: an envelope measured with other values still holds
 NOT_RECIPE = ("work_dir", "init_checkpoint", "valid_data", "valid_batch_size", "log_interval", "eval_interval",
               "eval_at_start", "save_interval", "resume", "resume_from", "stop_step", "config", "debug", "platform",
@@ -60,16 +69,17 @@ def run_args(run):
     return record["args"]
 
 
-def trainer(framework, run_folder, work_dir, *flags):
-    """Run the framework's gpt2_ft.py with `run_folder`'s arguments and these flags, in its environment; its output
-    goes to work_dir.log. Returns work_dir."""
+def trainer(framework, run_folder, work_dir, *flags, environment=None):
+    """Run the framework's gpt2_ft.py with `run_folder`'s arguments and these flags, in its environment (with the
+    variables `environment` added); its output goes to work_dir.log. Returns work_dir."""
     never = run_args(read_run(run_folder))["grad_acc"] * 10 ** 9  # an interval no run reaches
     command = [str(REPO_ROOT / "environments" / "run"), framework, "python", str(REPO_ROOT / TRAINERS[framework]),
                "--config", str(Path(run_folder).resolve() / "run.json"), "--work_dir", str(Path(work_dir).resolve()),
                "--eval_interval", str(never), "--save_interval", str(never), *map(str, flags)]
     Path(work_dir).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{work_dir}.log", "w", encoding="utf-8") as log:
-        result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+        result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False,
+                                env={**os.environ, **(environment or {})})
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed (exit status {result.returncode}); its output: {work_dir}.log")
     return Path(work_dir)
@@ -125,27 +135,38 @@ def envelope_matches(path, args):
         return False
 
 
-def measure_envelope(torch_run, out):
-    """Run PyTorch again on the base moved by one ulp (into torch_run/envelope) and write the envelope `out`: both
-    runs' losses at every step, with what it was measured on."""
-    args = run_args(read_run(torch_run))
-    work = Path(torch_run) / "envelope"
-    base = perturbed_base(args, Path(torch_run).resolve() / "envelope_base.safetensors")
+def perturbed_run(torch_run, work, perturbation):
+    """PyTorch again on `torch_run`'s arguments into `work`, perturbed: 'summation order' or 'one ulp'."""
+    if perturbation == "summation order":
+        return trainer("torch", torch_run, work, environment=SUMMATION_ORDER)
+    base = perturbed_base(run_args(read_run(torch_run)), Path(torch_run).resolve() / "envelope_base.safetensors")
     try:
-        trainer("torch", torch_run, work, "--init_checkpoint", base)
+        return trainer("torch", torch_run, work, "--init_checkpoint", base)
     finally:
         base.unlink(missing_ok=True)
+
+
+def measure_envelope(torch_run, out):
+    """Run PyTorch again with every product summed in another order (into torch_run/envelope; one ulp on the base
+    where that changes nothing) and write the envelope `out`: both runs' losses at every step, with what it was
+    measured on."""
+    args = run_args(read_run(torch_run))
     steps, reference = step_losses(torch_run)
-    perturbed_steps, perturbed = step_losses(work)
-    if perturbed_steps != steps:
-        raise RuntimeError(f"{work}: its steps are not those of {torch_run}")
+    work = Path(torch_run) / "envelope"
+    for perturbation in PERTURBATIONS:
+        shutil.rmtree(work, ignore_errors=True)
+        perturbed_run(torch_run, work, perturbation)
+        perturbed_steps, perturbed = step_losses(work)
+        if perturbed_steps != steps:
+            raise RuntimeError(f"{work}: its steps are not those of {torch_run}")
+        if perturbed != reference:
+            break
     record = read_run(work).records["run"]
-    envelope = {"recipe": recipe_key(args), "perturbation": PERTURBATION, "reference_run": str(torch_run),
-                "machine": record.get("device"), "versions": record.get("framework"),
-                "commit": (record.get("git") or {}).get("commit"),
+    envelope = {"recipe": recipe_key(args), "perturbation": PERTURBATIONS[perturbation], "kind": perturbation,
+                "reference_run": str(torch_run), "machine": record.get("device"),
+                "versions": record.get("framework"), "commit": (record.get("git") or {}).get("commit"),
                 "date": datetime.date.today().isoformat(), "steps": steps, "reference": reference,
                 "perturbed": perturbed}
     with atomic_open(out) as handle:
         json.dump(envelope, handle)
     return out
-

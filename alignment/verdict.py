@@ -2,7 +2,7 @@
 
 - step-exact: at every step both logged, every loss series within the tolerance of the other framework's;
 - equivalent: not step-exact, but every segment replayed from a shared state is step-exact, and the free-running
-  gap stays inside the float32 envelope (the gap of two PyTorch runs whose base weights differ by one ulp): within
+  gap stays inside the float32 envelope (the gap of two PyTorch runs that differ in rounding alone): within
   `factor` times its level in every window, growing by at most that factor more over the run, and without a sign
   of its own (a bias the envelope does not have);
 - not equivalent: a segment or the envelope test fails, or there is no evidence for either;
@@ -98,7 +98,8 @@ def replayed_segments(runs):
 
 @dataclasses.dataclass(frozen=True)
 class Envelope:
-    """Two PyTorch runs of one recipe whose base weights differ by one ulp: their losses at every step."""
+    """Two PyTorch runs of one recipe that differ in rounding alone (alignment/replay.py): their losses at every
+    step."""
     path: Path
     steps: np.ndarray
     delta: np.ndarray  # perturbed - reference
@@ -180,9 +181,9 @@ def growth(values):
 def envelope_test(gap_curve, envelope, tolerance, factor, window):
     """The free run's per-step gap (matched_curve) against the envelope, at the steps both hold, in windows of
     `window` steps. The band of a window is factor x the envelope's largest rms so far at the pair's own level of
-    rounding, never below the tolerance: the envelope's one ulp puts less rounding into a step than another
-    framework's summation order does (e2e_long: 28 times less over its first 20 steps), so its curve is scaled by
-    the ratio of the two gaps over the first window, where both are rounding of a few steps and no drift."""
+    rounding, never below the tolerance: the envelope's perturbation puts less rounding into a step than the other
+    framework does (Jittor's loss sums over the vocabulary in float64, for one), so its curve is scaled by the ratio
+    of the two gaps over the first window, where both are the rounding of a few steps and no drift yet."""
     envelope_delta = pd.Series(envelope.delta, index=envelope.steps)
     curve = gap_curve[gap_curve["step"].isin(envelope_delta.index)]
     gap = curve["delta"].to_numpy(dtype=float)

@@ -1,0 +1,39 @@
+"""The float32 envelope's perturbations (alignment/replay.py): MKL_CBWR=COMPATIBLE makes PyTorch sum its products in
+another order, and the fallback moves every base weight by exactly one ulp."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from alignment import replay
+from common_data.checkpoint import load_tensors
+from common_data.gpt2_config import config_for_card
+from common_data.init_params import init_base_params
+
+# a product of GPT-2's c_attn shape (tiny card), its float32 bytes on stdout
+PRODUCT = ("import sys, torch; torch.manual_seed(0); a = torch.randn(64, 256); b = torch.randn(256, 768); "
+           "sys.stdout.buffer.write((a @ b).numpy().tobytes())")
+
+
+def product(environment):
+    plain = {key: value for key, value in os.environ.items() if key != "MKL_CBWR"}
+    result = subprocess.run([sys.executable, "-c", PRODUCT], env={**plain, **environment}, capture_output=True,
+                            check=True)
+    return np.frombuffer(result.stdout, dtype=np.float32)
+
+
+def test_the_summation_order_perturbation_changes_the_last_bits_of_most_outputs_of_a_product():
+    plain, reordered = product({}), product(replay.SUMMATION_ORDER)
+    assert np.mean(plain != reordered) > 0.5
+    np.testing.assert_allclose(reordered, plain, rtol=1e-5, atol=1e-4)
+
+
+def test_the_one_ulp_perturbation_moves_every_base_weight_to_a_neighbour(tmp_path):
+    args = {"model_card": "gpt2.tiny", "random_seed": 3, "init_checkpoint": None}
+    moved, _ = load_tensors(replay.perturbed_base(args, tmp_path / "moved.safetensors"))
+    base = init_base_params(config_for_card("gpt2.tiny"), 3)
+    for name, array in base.items():
+        assert np.all(moved[name] != array), name
+        assert np.array_equal(np.nextafter(moved[name], array), array), name
+    assert 0.45 < np.mean(np.concatenate([(moved[name] > array).ravel() for name, array in base.items()])) < 0.55
