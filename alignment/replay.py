@@ -3,8 +3,8 @@ its saved trainer states, and the float32 envelope, a second PyTorch run of the 
 in another order.
 
 How: MKL's conditional numerical reproducibility set to COMPATIBLE (MKL_CBWR) makes PyTorch's matrix products take
-MKL's generic code path, which sums in another order: about 90% of a GPT-2-sized product's outputs differ in their
-last bits, in every forward and backward product of every step, as they do between two frameworks. A thread count
+MKL's generic code path, which sums in another order: most of a GPT-2-sized product's outputs differ in their
+last bits (tests/torch/test_envelope_perturbation.py), in every forward and backward product of every step, as they do between two frameworks. A thread count
 does not do it (PyTorch's CPU products give the same bits with 1 and 2 threads). Where PyTorch has no MKL (the
 variable then changes nothing), the envelope moves every base weight by one ulp instead: a fixed last-bit change of
 the function rather than rounding at every step, whose drift starts later and grows more slowly (DART's default,

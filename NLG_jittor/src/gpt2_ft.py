@@ -196,7 +196,7 @@ class Trainer:
             if self.allocator is not None:
                 self.allocate_ranks(self.progress.step + 1)
             # the number of loss rows differs from batch to batch; without this Jittor's caching
-            # allocator keeps blocks of every size seen and peaks ~30% above torch
+            # allocator keeps blocks of every size seen and its peak grows
             jt.gc()
         self.sample_memory()
         return loss, tokens

@@ -2,8 +2,7 @@
 
 NLG_jittor/src/ops.py exports the same names and holds the kernels Jittor lacks; here most are torch's own
 functions. The token loss writes its gradient out: autograd through log_softmax, gather and mean makes a
-zero-filled [rows, vocabulary] tensor for the gather, another for the mean and adds them, about a sixth of a
-LoRA step's time on the CPU.
+zero-filled [rows, vocabulary] tensor for the gather, another for the mean and adds them.
 """
 import numpy as np
 import torch
