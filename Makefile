@@ -24,10 +24,10 @@ test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 	$(RUN) jittor $(PYTEST) tests/jittor
 
 reproduce:  ## the main job: data, base GPT-2, train/beam/decode/eval of E2E, WebNLG and DART in both frameworks, one alignment report (DATASETS=, ADAPTER=, ...)
-	common_data/scripts/reproduce.sh
+	scripts/reproduce.sh
 
 compare:  ## adapter methods (LoRA, JELLY, DoRA, PiSSA, AdaLoRA, BitFit, full) on E2E in both frameworks, one budget of steps: log/methods_report.md (METHODS=, MAX_STEP=)
-	common_data/scripts/compare.sh
+	scripts/compare.sh
 
 bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
 	$(RUN) torch python -m bench $(BENCH_FLAGS)

@@ -14,16 +14,17 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from common_data.atomic import atomic_open, atomic_path
-from common_data.checkpoint import (configs_from_metadata, load_model_checkpoint, load_tensors, model_size,
+from common_data.util.atomic import atomic_open, atomic_path
+from common_data.model.checkpoint import (configs_from_metadata, load_model_checkpoint, load_tensors, model_size,
                                     save_tensors)
 from common_data.cli.command import add_debug_argument, command
-from common_data.gpt2_config import GPT2Config, base_param_shapes
-from common_data.merge import merge_adapter_arrays
-from common_data.peft_format.export import to_peft
-from common_data.peft_format.folder import read_folder, write_folder
-from common_data.peft_format.layout import PeftFormatError
-from common_data.peft_format.load import from_peft
+from common_data.model.gpt2_config import GPT2Config
+from common_data.model.plan import base_param_shapes
+from common_data.model.merge import merge_adapter_arrays
+from common_data.model.peft_format.export import to_peft
+from common_data.model.peft_format.folder import read_folder, write_folder
+from common_data.model.peft_format.layout import PeftFormatError
+from common_data.model.peft_format.load import from_peft
 
 HF_PREFIX = "transformer."
 # Causal-mask buffers that older transformers versions saved with the weights.

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from common_data.cli.command import add_debug_argument, command
-from common_data.pipeline import (DEFAULT_OUT_ROOT, DEFAULT_RATIO, DEFAULT_SEED, describe, fetch_if_no_mirror,
+from common_data.data.pipeline import (DEFAULT_OUT_ROOT, DEFAULT_RATIO, DEFAULT_SEED, describe, fetch_if_no_mirror,
                                   load_dataset, sample_dataset, write_sampled)
-from common_data.sources import DATASETS
+from common_data.data.sources import DATASETS
 
 
 def build_parser():

@@ -123,7 +123,7 @@ def build_parser():
         description="Compare adapter methods trained with one budget of steps in both frameworks: trainable "
                     "parameters, time per step, peak memory, validation loss, E2E metrics, Jittor minus PyTorch. "
                     "Reads RUNS/torch_<method> and RUNS/jittor_<method> (run folders with scores.json and "
-                    "pred.txt, as common_data/scripts/compare.sh writes them).")
+                    "pred.txt, as scripts/compare.sh writes them).")
     methods.add_argument("--runs", type=Path, default=Path("runs/compare"), metavar="DIR",
                          help="folder of the run folders (default: %(default)s)")
     methods.add_argument("--methods", nargs="+", default=list(DESCRIPTIONS), metavar="NAME",

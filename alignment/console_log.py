@@ -1,6 +1,6 @@
 """Read console logs in microsoft/LoRA's gpt2_ft.py format: ours and those of earlier ports.
 
-The grammar of one line is common_data.runlog's. This module adds what real logs need: warnings,
+The grammar of one line is common_data.training.runlog's. This module adds what real logs need: warnings,
 progress bars and tensor reprs between the records, text glued in front of a record, and a last line
 cut off by a run that was killed or is still writing. A line that starts as a record but cannot be
 read is an error naming the file and line, unless it is that cut-off last line.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alignment.run_log import (CHECKPOINT_COLUMNS, EVAL_BATCH_COLUMNS, EVAL_COLUMNS, STEP_COLUMNS, SWITCH_COLUMNS,
                                RunLog, frame)
-from common_data.runlog import AdapterLine, EvalLine, TrainLine, parse_line
+from common_data.training.runlog import AdapterLine, EvalLine, TrainLine, parse_line
 
 RECORD_MARKERS = ("| epoch ", "| Eval ", "| adapter ", "saving checkpoint", "eval samples:", "average loss",
                   "start to train the model", "End of training")

@@ -4,7 +4,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from alignment.compare import CURVES
-from common_data.atomic import atomic_path
+from common_data.util.atomic import atomic_path
 
 FRAMEWORKS = {"torch": ("PyTorch", "-"), "jittor": ("Jittor", "--")}  # label, line style
 BAR_COLORS = {"torch": "#ee4c2c", "jittor": "#3b7dd8"}

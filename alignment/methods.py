@@ -1,5 +1,5 @@
 """The method comparison of `make compare`: adapter methods trained with one budget of steps, each in PyTorch and
-in Jittor (common_data/scripts/compare.sh), side by side: trainable parameters, time per step, peak memory,
+in Jittor (scripts/compare.sh), side by side: trainable parameters, time per step, peak memory,
 validation loss, generation metrics, and Jittor minus PyTorch.
 
 A method's runs are `<runs>/torch_<method>` and `<runs>/jittor_<method>`, run folders of our trainers with the
@@ -20,12 +20,12 @@ from alignment.scores import DATASET_METRICS, read_scores
 from alignment.summary import SIDES, share_text, valid_loss_fall
 from alignment.replay import cached_envelope
 from alignment.verdict import judge
-from common_data.runlog import read_metrics
+from common_data.training.runlog import read_metrics
 
 TITLE = "Adapter methods on E2E: PyTorch and Jittor"
 METRICS = DATASET_METRICS["e2e"]
 MIB = 2 ** 20
-# what each name of `make compare` trains (see common_data/scripts/compare.sh)
+# what each name of `make compare` trains (see scripts/compare.sh)
 DESCRIPTIONS = {
     "lora": "LoRA (Hu et al. 2021)",
     "jelly": "JELLY, sequential then parallel LoRA",

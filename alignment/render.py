@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from common_data.atomic import atomic_open
+from common_data.util.atomic import atomic_open
 
 
 @dataclasses.dataclass(frozen=True)

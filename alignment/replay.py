@@ -3,8 +3,8 @@ its saved trainer states, and the float32 envelope, a second PyTorch run of the 
 in another order.
 
 How: MKL's conditional numerical reproducibility set to COMPATIBLE (MKL_CBWR) makes PyTorch's matrix products take
-MKL's generic code path, which sums in another order: about 90% of a GPT-2-sized product's outputs differ in their
-last bits, in every forward and backward product of every step, as they do between two frameworks. A thread count
+MKL's generic code path, which sums in another order: most of a GPT-2-sized product's outputs differ in their
+last bits (tests/torch/test_envelope_perturbation.py), in every forward and backward product of every step, as they do between two frameworks. A thread count
 does not do it (PyTorch's CPU products give the same bits with 1 and 2 threads). Where PyTorch has no MKL (the
 variable then changes nothing), the envelope moves every base weight by one ulp instead: a fixed last-bit change of
 the function rather than rounding at every step, whose drift starts later and grows more slowly (DART's default,
@@ -22,11 +22,11 @@ import numpy as np
 
 from alignment.runs import read_run
 from alignment.verdict import OTHER, read_envelope, replay_folder
-from common_data.atomic import atomic_open
-from common_data.checkpoint import load_tensors, save_tensors, trainer_checkpoint_path
-from common_data.gpt2_config import config_for_card
-from common_data.init_params import init_base_params
-from common_data.paths import REPO_ROOT
+from common_data.util.atomic import atomic_open
+from common_data.model.checkpoint import load_tensors, save_tensors, trainer_checkpoint_path
+from common_data.model.gpt2_config import config_for_card
+from common_data.model.init_params import init_base_params
+from common_data.util.paths import REPO_ROOT
 
 TRAINERS = {"torch": "NLG_pytorch/src/gpt2_ft.py", "jittor": "NLG_jittor/src/gpt2_ft.py"}
 SUMMATION_ORDER = {"MKL_CBWR": "COMPATIBLE"}

@@ -1,10 +1,10 @@
 """Read a run: one of our run folders, or a console log file.
 
-A run folder holds what common_data.runlog writes: `metrics.jsonl` (one JSON object per event, its
+A run folder holds what common_data.training.runlog writes: `metrics.jsonl` (one JSON object per event, its
 kind under "event") and `run.json` (arguments, framework, device, wall time per phase in `phases_s`,
 `wall_s`, `peak_memory` {"kind", "bytes"}). Later steps of the same run (beam search, decoding) may
 add their own records beside it as `run.<step>.json`, e.g. `run.beam.json`. The pipeline scripts
-(common_data/scripts/steps.sh) append each step's wall time to `timings.tsv`: step, seconds, exit status.
+(scripts/steps.sh) append each step's wall time to `timings.tsv`: step, seconds, exit status.
 """
 import json
 from pathlib import Path
@@ -14,7 +14,7 @@ import pandas as pd
 from alignment.console_log import read_console_log
 from alignment.run_log import (CHECKPOINT_COLUMNS, EVAL_BATCH_COLUMNS, EVAL_COLUMNS, STEP_COLUMNS, STEP_LOSS_COLUMNS,
                                SWITCH_COLUMNS, RunLog, frame)
-from common_data.runlog import read_metrics_and_torn_line
+from common_data.training.runlog import read_metrics_and_torn_line
 
 METRICS_FILE = "metrics.jsonl"
 RECORD_PATTERNS = ("run.json", "run.*.json")

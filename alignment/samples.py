@@ -6,7 +6,7 @@ import pandas as pd
 
 from alignment.compare import read_lines
 from alignment.render import Paragraph, Section, Subheading, Table
-from common_data.decode import reference_groups, tokenize_words
+from common_data.decoding.decode import reference_groups, tokenize_words
 
 SAMPLE_COUNT = 5
 SIDES = ("PyTorch", "Jittor")

@@ -24,9 +24,9 @@ from alignment.render import (
     write_html,
     write_markdown,
 )
-from common_data.atomic import atomic_open
-from common_data.checkpoint import load_tensors
-from common_data.paths import REPO_ROOT
+from common_data.util.atomic import atomic_open
+from common_data.model.checkpoint import load_tensors
+from common_data.util.paths import REPO_ROOT
 from common_data.trace import names
 
 RECORDERS = {"torch": "NLG_pytorch/src/trace_hooks.py", "jittor": "NLG_jittor/src/trace_hooks.py"}

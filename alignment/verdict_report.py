@@ -10,8 +10,8 @@ from matplotlib.figure import Figure
 from alignment.figures import save
 from alignment.render import Bullets, Image, Paragraph, Section, Subheading, Table, number
 from alignment.summary import verdict_sentence
-from common_data.checkpoint import trainer_checkpoint_path
-from common_data.paths import REPO_ROOT
+from common_data.model.checkpoint import trainer_checkpoint_path
+from common_data.util.paths import REPO_ROOT
 
 # gpt2_ft.py's arguments that probe.py (and so `python -m alignment trace`) takes, by probe flag
 TRACE_FLAGS = {"data": "train_data", "model_card": "model_card", "init_checkpoint": "init_checkpoint",

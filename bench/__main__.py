@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from bench import evaluation, report, torch_device
 from bench.workload import DecodeSpec, Measurement, TrainSpec, read_json, write_json
-from common_data.gpt2_config import MODEL_CARDS
-from common_data.paths import REPO_ROOT
+from common_data.model.gpt2_config import MODEL_CARDS
+from common_data.util.paths import REPO_ROOT
 
 # implementation -> (environment, worker module)
 WORKERS = {

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import time
 
-from common_data import batching
+from common_data.training import batching
 from common_data.cli.config_file import load_file
-from common_data.gpt2_config import AdapterConfig, config_for_card
-from common_data.paths import REPO_ROOT
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
+from common_data.util.paths import REPO_ROOT
 from common_data.training.dropout_masks import SharedMasks
 
 RECIPE = REPO_ROOT / "recipes" / "embedded" / "e2e.yaml"

@@ -6,7 +6,7 @@ work does not depend on where the predictions come from).
 """
 import time
 
-from common_data.sources import data_root, find_source
+from common_data.data.sources import data_root, find_source
 from nlg_eval import score_e2e
 
 

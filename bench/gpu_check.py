@@ -28,8 +28,8 @@ from alignment.runs import read_run
 from alignment.verdict import judge
 from bench import report
 from bench.workload import read_json, write_json
-from common_data.jsonl import read_jsonl, write_jsonl
-from common_data.paths import REPO_ROOT
+from common_data.util.jsonl import read_jsonl, write_jsonl
+from common_data.util.paths import REPO_ROOT
 
 ENCODED_E2E = REPO_ROOT / "common_data/e2e/encoded"
 RUN = str(REPO_ROOT / "environments/run")

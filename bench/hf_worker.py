@@ -15,9 +15,9 @@ import torch
 import transformers
 
 from bench import torch_device, workload
-from common_data.beam import length_batches
-from common_data.gpt2_config import config_for_card
-from common_data.init_params import init_base_params
+from common_data.decoding.beam import length_batches
+from common_data.model.gpt2_config import config_for_card
+from common_data.model.init_params import init_base_params
 from NLG_pytorch.src.beam_bench import hf_search
 
 IGNORE_INDEX = -100  # transformers' label for "no loss here"

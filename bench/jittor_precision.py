@@ -15,7 +15,7 @@ import math
 import jittor as jt
 import numpy as np
 
-from common_data.atomic import atomic_open
+from common_data.util.atomic import atomic_open
 
 MANTISSA_BITS = {"float32": 23, "float16": 10, "bfloat16": 7}
 ACCUMULATION_SLACK = 4  # float32 accumulation error bound: this many sqrt(n) 2^-24

@@ -14,7 +14,7 @@ import jittor as jt
 
 from bench import workload
 from common_data.cli.ft_args import parse_args
-from common_data.paths import REPO_ROOT
+from common_data.util.paths import REPO_ROOT
 from NLG_jittor.src.distributed import init_ranks
 from NLG_jittor.src.gpt2_ft import Trainer
 

@@ -13,7 +13,7 @@ import jittor as jt
 
 from bench import workload
 from common_data.cli.ft_args import parse_args
-from common_data.gpt2_config import AdapterConfig, config_for_card
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
 from NLG_jittor.src.beam_search import generate
 from NLG_jittor.src.distributed import init_ranks
 from NLG_jittor.src.gpt2_ft import Trainer
@@ -70,11 +70,12 @@ def measure_training(spec_values):
 def measure_decoding(spec_values):
     spec = workload.DecodeSpec(**spec_values)
     jt.flags.use_cuda = jt.has_cuda
+    device = "cuda" if jt.has_cuda else "cpu"
     probe = memory_probe()
     config = config_for_card(spec.model_card)
     model = GPT2LMModel(config, AdapterConfig(), base_arrays=spec.model_arrays(config)).eval()
     seconds, found = workload.run_decoding(
-        lambda queries: generate(model, queries, spec.settings(), spec.batch_size, progress=False),
+        lambda queries: generate(model, queries, spec.settings(), spec.batch_size, device, progress=False),
         workload.decode_queries(spec), spec.batch_size, probe, synchronize)
     return workload.decoding_measurement(
         "ours-jittor", describe(), seconds, found, probe,

@@ -11,7 +11,7 @@ import statistics
 import pandas as pd
 from matplotlib.figure import Figure
 
-from common_data.atomic import atomic_path
+from common_data.util.atomic import atomic_path
 
 REFERENCE_IMPL = "ours-torch"
 MIB = 2 ** 20

@@ -15,7 +15,7 @@ import torch
 
 from bench import torch_device, workload
 from common_data.cli.ft_args import parse_args
-from common_data.gpt2_config import config_for_card
+from common_data.model.gpt2_config import config_for_card
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.distributed import init_ranks
 from NLG_pytorch.src.gpt2_beam import decoding_model

@@ -1,13 +1,13 @@
 """What the benchmark measures, the same for every implementation (numpy only: both environments import it).
 
-Training: every implementation starts from the same random GPT-2 weights (common_data.init_params with
+Training: every implementation starts from the same random GPT-2 weights (common_data.model.init_params with
 `seed`), adds LoRA (r=4, dropout 0) and trains on the same E2E batches: the first batches of the trainer's
-first epoch (common_data.batching). `warmup_steps` untimed steps come first, then `steps` timed ones.
+first epoch (common_data.training.batching). `warmup_steps` untimed steps come first, then `steps` timed ones.
 Throughput counts real tokens only, never padding: all tokens of each example, and its completion tokens
 (those that carry the loss).
 
 Decoding: beam search (the recipe's settings, microsoft/LoRA's semantics for ours) from the first distinct
-E2E test contexts, with random weights that decode like a trained model's (common_data.synthetic_model:
+E2E test contexts, with random weights that decode like a trained model's (common_data.model.synthetic_model:
 peaked distributions, hypotheses ending at varied lengths), in batches of batch_size contexts, longest first.
 
 A worker measures one implementation once and writes a Measurement as JSON; bench/__main__.py starts the
@@ -20,10 +20,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from common_data import batching
-from common_data.atomic import atomic_open
-from common_data.beam import BeamSettings, query_tokens, unique_queries
-from common_data.synthetic_model import peaked_arrays
+from common_data.training import batching
+from common_data.util.atomic import atomic_open
+from common_data.decoding.beam import BeamSettings, query_tokens, unique_queries
+from common_data.model.synthetic_model import peaked_arrays
 
 TRAIN_EPOCH = 1  # the trainer counts epochs from 1; the batch order depends on it
 
@@ -65,7 +65,7 @@ class DecodeSpec:
     bf16: bool = False
 
     def model_arrays(self, config):
-        """Random weights that decode like a trained model's (common_data.synthetic_model), with outputs about
+        """Random weights that decode like a trained model's (common_data.model.synthetic_model), with outputs about
         as long as E2E's references (the records keep the mean: mean_generated_tokens)."""
         return peaked_arrays(config, self.seed, eos_ramp=1.0, eos_weight=10.0, eos_start=42)
 

@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from common_data.atomic import atomic_open
+from common_data.util.atomic import atomic_open
 from common_data.cli.command import add_debug_argument, command
 
 from .e2e import score_e2e

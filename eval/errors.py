@@ -1,5 +1,5 @@
 """The one error type of nlg_eval: bad input files or a missing tool, said in words instead of a traceback."""
-from common_data.errors import UserError
+from common_data.util.errors import UserError
 
 
 class EvalError(UserError):

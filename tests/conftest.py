@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common_data.checkpoint import save_model_checkpoint, save_tensors
+from common_data.model.checkpoint import save_model_checkpoint, save_tensors
 from common_data.cli.ft_args import parse_args
-from common_data.gpt2_config import AdapterConfig, GPT2Config
-from common_data.init_params import init_adapter_params, init_base_params
-from common_data.jsonl import write_jsonl
-from common_data.paths import shared_dir
-from common_data.resume import Progress, save_trainer_state
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.init_params import init_adapter_params, init_base_params
+from common_data.util.jsonl import write_jsonl
+from common_data.util.paths import shared_dir
+from common_data.training.resume import Progress, save_trainer_state
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The eval step of the NLG pipeline in the jittor environment; options: -h (common_data/scripts/steps.sh).
+# The eval step of the NLG pipeline in the jittor environment; options: -h (scripts/steps.sh).
 FRAMEWORK=jittor
-source "$(dirname "${BASH_SOURCE[0]}")/../../common_data/scripts/steps.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/steps.sh"
 run_step eval "$@"

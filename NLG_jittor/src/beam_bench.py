@@ -2,7 +2,7 @@
 
     python -m NLG_jittor.src.beam_bench --model_card gpt2.tiny --contexts 50 --beam 10 --batch_size 16
 
-Same synthetic weights (common_data/synthetic_model.py) and the same first distinct E2E test contexts as the
+Same synthetic weights (common_data/model/synthetic_model.py) and the same first distinct E2E test contexts as the
 PyTorch bench; transformers has no Jittor side, so only our search is timed. The first pass over the contexts
 compiles Jittor's operators: it is timed on its own ("compile_s") and the measured pass follows it.
 """
@@ -10,16 +10,16 @@ import argparse
 import json
 import time
 
-import jittor as jt
 import pandas as pd
 
-from common_data.beam import BeamSettings, unique_queries
-from common_data.gpt2_config import MODEL_CARDS, config_for_card
-from common_data.jsonl import read_jsonl
-from common_data.paths import REPO_ROOT
-from common_data.synthetic_model import peaked_arrays
+from common_data.decoding.beam import BeamSettings, unique_queries
+from common_data.model.gpt2_config import MODEL_CARDS, config_for_card
+from common_data.util.jsonl import read_jsonl
+from common_data.util.paths import REPO_ROOT
+from common_data.model.synthetic_model import peaked_arrays
 from NLG_jittor.src.beam_search import generate
-from NLG_jittor.src.gpt2_beam import decoding_model, pick_device
+from NLG_jittor.src.gpt2_beam import decoding_model
+from NLG_jittor.src.run_info import pick_device
 
 DEFAULT_DATA = REPO_ROOT / "common_data/e2e/encoded/test.jsonl"
 
@@ -38,9 +38,9 @@ def measure(card="gpt2.tiny", contexts=50, beam=10, batch_size=16, eval_len=64, 
                             no_repeat_ngram_size=no_repeat_ngram_size, semantics=semantics)
     queries = first_contexts(data, contexts)
     device = pick_device(device)
-    ours = decoding_model(config, peaked_arrays(config, seed))
-    _, compile_wall, _ = timed(generate, ours, queries, settings, batch_size, False)
-    found, ours_wall, ours_cpu = timed(generate, ours, queries, settings, batch_size, False)
+    ours = decoding_model(config, peaked_arrays(config, seed), device)
+    _, compile_wall, _ = timed(generate, ours, queries, settings, batch_size, device, False)
+    found, ours_wall, ours_cpu = timed(generate, ours, queries, settings, batch_size, device, False)
     return pd.DataFrame([{
         "card": card, "contexts": len(queries), "beam": beam, "batch_size": batch_size, "eval_len": eval_len,
         "semantics": semantics, "device": device, "compile_s": compile_wall - ours_wall,

@@ -1,16 +1,12 @@
-"""Batched beam search with a key/value cache (Jittor side; the bookkeeping is common_data.beam).
+"""Batched beam search with a key/value cache; the bookkeeping is common_data.decoding.beam.
 
 The contexts of a batch are left-padded to the longest (the model masks the padding): one forward pass over
 the prompts, then one token per hypothesis and step.
 """
-import jittor as jt
 from tqdm import tqdm
 
-from common_data.beam import BeamBatch, length_batches
-from NLG_jittor.src.model import log_sum_exp
-
-# top_k splits rows into blocks of this many scores
-BLOCK = 64
+from common_data.decoding.beam import BeamBatch, length_batches
+from NLG_jittor.src import ops
 
 
 def penalised_scores(logits, batch):
@@ -19,16 +15,10 @@ def penalised_scores(logits, batch):
     Before the softmax (microsoft/LoRA, greedy) the bans and the repetition penalty change the logits
     and the softmax renormalises; after it (transformers' beam search) they change the log-probabilities.
     """
-    logits = logits.float32()
+    logits = ops.float32(logits)
     if batch.settings.penalties_before_softmax:
-        return log_softmax(apply_penalties(logits, batch))
-    return apply_penalties(log_softmax(logits), batch)
-
-
-def log_softmax(logits):
-    """log_softmax over the last axis with the normaliser summed in float64 (Jittor sums in the input's
-    precision one element after another)."""
-    return logits - log_sum_exp(logits).unsqueeze(-1)
+        return ops.log_softmax(apply_penalties(logits, batch))
+    return apply_penalties(ops.log_softmax(logits), batch)
 
 
 def apply_penalties(scores, batch):
@@ -36,32 +26,13 @@ def apply_penalties(scores, batch):
     penalty = batch.settings.repetition_penalty
     seen = batch.penalised_tokens()
     if seen is not None and seen.shape[1]:
-        seen = jt.array(seen)
+        seen = ops.from_numpy_like(seen, scores)
         picked = scores.gather(1, seen)
-        scores = scores.scatter(1, seen, jt.ternary(picked < 0, picked * penalty, picked / penalty))
+        scores = scores.scatter(1, seen, ops.where(picked < 0, picked * penalty, picked / penalty))
     rows, tokens = batch.banned_tokens()
     if len(rows):
-        scores[jt.array(rows), jt.array(tokens)] = float("-inf")
+        scores[ops.from_numpy_like(rows, scores), ops.from_numpy_like(tokens, scores)] = float("-inf")
     return scores
-
-
-def top_k(scores, k):
-    """(values, indices) of the k largest scores of every row [rows, width], best first, as torch's topk.
-
-    Jittor's topk sorts whole rows, which over a vocabulary costs more than the model. The k largest lie in
-    the k blocks with the largest maxima (a block outside them has k larger scores before its best), so
-    only the block maxima and then those k blocks get sorted.
-    """
-    rows, width = scores.shape
-    blocks = -(-width // BLOCK)
-    if blocks <= k:
-        return scores.topk(k, dim=1)
-    padding = blocks * BLOCK - width
-    padded = jt.concat([scores, jt.full((rows, padding), float("-inf"))], dim=1) if padding else scores
-    _, best_blocks = padded.view(rows, blocks, BLOCK).max(dim=2).topk(k, dim=1)
-    ids = (best_blocks.unsqueeze(2) * BLOCK + jt.arange(BLOCK).int32()).view(rows, k * BLOCK)
-    values, order = padded.gather(1, ids).topk(k, dim=1)
-    return values, ids.gather(1, order)
 
 
 def best_continuations(scores, batch):
@@ -73,14 +44,14 @@ def best_continuations(scores, batch):
     """
     vocab_size = scores.shape[1]
     count = batch.candidate_count(vocab_size)
-    row_scores, row_ids = top_k(scores, min(count, vocab_size))
-    running = jt.array(batch.scores)
+    row_scores, row_ids = ops.top_k(scores, min(count, vocab_size))
+    running = ops.from_numpy_like(batch.scores, scores)
     totals = (row_scores + running.unsqueeze(1)).view(len(batch.live), -1)
-    beam_index = jt.arange(scores.shape[0]).int32() % batch.rows_per_context
+    beam_index = ops.positions(0, scores.shape[0], scores) % batch.rows_per_context
     flat_ids = row_ids + beam_index.unsqueeze(1) * vocab_size
     top_scores, picked = totals.topk(count, dim=1)
     top_ids = flat_ids.view(len(batch.live), -1).gather(1, picked)
-    return top_scores.numpy(), top_ids.numpy()
+    return ops.numpy(top_scores), ops.numpy(top_ids)
 
 
 def prefill(model, prompts, padding):
@@ -91,17 +62,17 @@ def prefill(model, prompts, padding):
     head = prompts[:, :-1]
     if head.shape[1] == 0:
         return None
-    mask = jt.zeros(head.shape, dtype="float32")
-    _, _, past = model(head, targets=jt.zeros_like(head), loss_mask=mask, use_cache=True, padding=padding)
+    mask = ops.float32_zeros(head.shape, head)
+    _, _, past = model(head, targets=ops.zeros_like(head), loss_mask=mask, use_cache=True, padding=padding)
     return past
 
 
-@jt.no_grad()
-def search_batch(model, contexts, settings):
+@ops.no_grad()
+def search_batch(model, contexts, settings, device):
     """Beam search (greedy for beam 1) from n contexts (token lists); the n best token lists."""
     batch = BeamBatch(settings, contexts)
-    prompts = jt.array(batch.prompts)
-    padding = jt.array(batch.padding)
+    prompts = ops.from_numpy(batch.prompts, device)
+    padding = ops.from_numpy_like(batch.padding, prompts)
     past = prefill(model, prompts, padding)
     tokens = prompts[:, -1:]
     while True:
@@ -110,19 +81,19 @@ def search_batch(model, contexts, settings):
         rows, new_tokens = batch.advance(*best_continuations(scores, batch), scores.shape[-1])
         if batch.done:
             return batch.best_tokens
-        rows = jt.array(rows)
+        rows = ops.from_numpy_like(rows, prompts)
         past = [(key[rows], value[rows]) for key, value in past]
         padding = padding[rows]
-        tokens = jt.array(new_tokens).unsqueeze(1)
+        tokens = ops.from_numpy_like(new_tokens, prompts).unsqueeze(1)
 
 
-def generate(model, queries, settings, batch_size, progress=True):
+def generate(model, queries, settings, batch_size, device, progress=True):
     """The best hypothesis (token ids, EOS included) of every query, in order."""
     model.eval()
     results = [None] * len(queries)
     with tqdm(total=len(queries), desc="beam", unit="ctx", disable=not progress, dynamic_ncols=True) as bar:
         for indices in length_batches(queries, batch_size):
-            found = search_batch(model, [queries[i] for i in indices], settings)
+            found = search_batch(model, [queries[i] for i in indices], settings, device)
             for index, tokens in zip(indices, found):
                 results[index] = tokens
             bar.update(len(indices))

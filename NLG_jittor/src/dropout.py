@@ -1,7 +1,8 @@
 """--dropout_rng shared: every dropout of the model takes its mask from common_data.training.dropout_masks, so
-that PyTorch and Jittor drop the same units; NLG_pytorch/src/dropout.py is the mirror image."""
-import jittor as jt
+that PyTorch and Jittor drop the same units (NLG_pytorch and NLG_jittor hold mirror images of this file)."""
 from jittor import nn
+
+from NLG_jittor.src import ops
 
 from common_data.training.dropout_masks import SharedMasks, module_key
 
@@ -16,10 +17,10 @@ class SharedDropout(nn.Module):
         self.is_train = True
 
     def execute(self, x):
-        if not self.is_train or self.p == 0:
+        if not ops.is_training(self) or self.p == 0:
             return x
         scale = self.masks.scale(self.layer, self.tensor, tuple(x.shape), self.p)
-        return x * jt.array(scale).cast(x.dtype)
+        return x * ops.tensor_like(scale, x)
 
 
 def use_shared_masks(model, seed, rows):

@@ -15,6 +15,8 @@ import math
 
 import jittor as jt
 
+from NLG_jittor.src import ops
+
 
 class AdamW(jt.optim.Optimizer):
 
@@ -24,32 +26,26 @@ class AdamW(jt.optim.Optimizer):
         super().__init__(params, lr)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=correct_bias)
         self.param_groups = [{**defaults, **group} for group in self.param_groups]
-        # keyed by id(param): a jt.Var is not hashable
-        self.state = {}
+        self.state = {}  # keyed by id(param): a jt.Var is not hashable
 
     def step(self, loss=None):
         """One update with the gradients gathered since the last step (and those of `loss`, if given)."""
         self.pre_step(loss)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            for param, grad in zip(group["params"], group.get("grads", [])):
-                if param.is_stop_grad():
-                    continue
+            for param, grad in ops.gradients(group):
                 state = self.state.setdefault(id(param), {})
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = jt.zeros_like(param).stop_grad()
-                    state["exp_avg_sq"] = jt.zeros_like(param).stop_grad()
+                    state["exp_avg"] = ops.constant_like(param)
+                    state["exp_avg_sq"] = ops.constant_like(param)
                 state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.update(exp_avg * beta1 + (1.0 - beta1) * grad)
-                exp_avg_sq.update(exp_avg_sq * beta2 + (1.0 - beta2) * grad * grad)
+                ops.adam_moments(state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2)
                 step_size = group["lr"]
                 if group["correct_bias"]:
                     step_size *= math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
-                param.update(param - step_size * (exp_avg / (exp_avg_sq.sqrt() + group["eps"])))
-                if group["weight_decay"] > 0.0:
-                    param.update(param - group["lr"] * group["weight_decay"] * param)
+                ops.adam_update(param, state["exp_avg"], state["exp_avg_sq"], step_size, group["eps"],
+                                group["lr"] * group["weight_decay"])
         self.post_step()
 
     def reset_state(self, params):
@@ -63,8 +59,8 @@ class AdamW(jt.optim.Optimizer):
         for name, param in named_params.items():
             state = self.state.get(id(param))
             if state:
-                arrays[f"exp_avg.{name}"] = state["exp_avg"].float32().numpy().copy()
-                arrays[f"exp_avg_sq.{name}"] = state["exp_avg_sq"].float32().numpy().copy()
+                arrays[f"exp_avg.{name}"] = ops.to_numpy(state["exp_avg"])
+                arrays[f"exp_avg_sq.{name}"] = ops.to_numpy(state["exp_avg_sq"])
                 steps[name] = state["step"]
         return arrays, steps
 
@@ -75,8 +71,8 @@ class AdamW(jt.optim.Optimizer):
             param = named_params[name]
             self.state[id(param)] = {
                 "step": step,
-                "exp_avg": jt.array(arrays[f"exp_avg.{name}"]).cast(param.dtype).stop_grad(),
-                "exp_avg_sq": jt.array(arrays[f"exp_avg_sq.{name}"]).cast(param.dtype).stop_grad(),
+                "exp_avg": ops.constant_like(param, arrays[f"exp_avg.{name}"]),
+                "exp_avg_sq": ops.constant_like(param, arrays[f"exp_avg_sq.{name}"]),
             }
 
     def set_lr(self, lr):

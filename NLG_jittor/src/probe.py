@@ -9,7 +9,7 @@ On the first batch of the first --rows examples of --data (encoded JSON lines, f
   loss             [1] float64, with targets, loss mask and --label_smooth
   grad.NAME        gradient of each trainable tensor (the adapters; every tensor with --lora_dim 0)
 With --steps N it then makes N optimizer updates (microsoft/LoRA's AdamW at the --scheduler rate over N
-steps) on the training batches of those rows (common_data.batching order from --random_seed), dropout off
+steps) on the training batches of those rows (common_data.training.batching order from --random_seed), dropout off
 (AdaLoRA's allocator and regulariser are the trainer's, not the probe's):
   step_losses      [N] float64, the loss of each step before its update
   trained.NAME     the trainable tensors after the last update
@@ -22,11 +22,11 @@ import sys
 import jittor as jt
 import numpy as np
 
-from common_data import batching
-from common_data.checkpoint import configs_from_metadata, load_tensors, save_tensors
+from common_data.training import batching
+from common_data.model.checkpoint import configs_from_metadata, load_tensors, save_tensors
 from common_data.cli.ft_args import add_optimizer_arguments, comma_list
-from common_data.gpt2_config import ADAPTERS, JELLY_MODES, MODEL_CARDS, AdapterConfig, config_for_card
-from common_data.schedule import learning_rate
+from common_data.model.gpt2_config import ADAPTERS, JELLY_MODES, MODEL_CARDS, AdapterConfig, config_for_card
+from common_data.training.schedule import learning_rate
 from common_data.trace.start import training_start
 from NLG_jittor.src import adapters
 from NLG_jittor.src.model import GPT2LMModel

@@ -1,4 +1,4 @@
-"""Every rank's Jittor RNG state as arrays, for the trainer checkpoint (see common_data.resume).
+"""Every rank's Jittor RNG state as arrays, for the trainer checkpoint (see common_data.training.resume).
 
 Jittor cannot read its generators' state, only reseed them: at each checkpoint every rank draws a new seed
 from its generator, reseeds with it and saves that seed. A resumed run reseeds with the saved one, so it

@@ -6,12 +6,21 @@ import subprocess
 import jittor as jt
 import numpy as np
 
-from common_data import runlog
+from common_data.training import runlog
 
 
 def framework_versions():
     return {"name": "jittor", "jittor": jt.__version__, "cuda": cuda_version(), "numpy": np.__version__,
             "python": platform.python_version()}
+
+
+def pick_device(name):
+    """--device: put Jittor on the GPU ("auto": where there is one; "cuda" or "cuda:N") or the CPU; returns which."""
+    use_cuda = jt.has_cuda if name == "auto" else name.startswith("cuda")
+    if use_cuda and not jt.has_cuda:
+        raise ValueError(f"--device {name}: Jittor finds no CUDA device")
+    jt.flags.use_cuda = int(use_cuda)
+    return "cuda" if use_cuda else "cpu"
 
 
 def device_name(device):
@@ -20,10 +29,12 @@ def device_name(device):
     return f"cpu: {runlog.cpu_name()}, {cpu_threads()} threads"
 
 
-def peak_memory(device, cuda_peak_bytes):
-    """Jittor keeps no CUDA peak: the caller samples cuda_held_bytes() and passes the largest."""
+def peak_memory(device, cuda_peak_bytes=None):
+    """Jittor keeps no CUDA peak: a trainer samples cuda_held_bytes() and passes the largest; else what the
+    allocators hold now."""
     if device == "cuda":
-        return {"kind": "jittor_cuda_allocator_held", "bytes": cuda_peak_bytes}
+        return {"kind": "jittor_cuda_allocator_held",
+                "bytes": cuda_held_bytes() if cuda_peak_bytes is None else cuda_peak_bytes}
     return {"kind": "rss", "bytes": runlog.peak_rss_bytes()}
 
 

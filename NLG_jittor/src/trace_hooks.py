@@ -1,7 +1,7 @@
-"""Layer-by-layer records of training steps for `python -m alignment trace`; NLG_pytorch/src/trace_hooks.py is the
-mirror image.
+"""Layer-by-layer records of training steps for `python -m alignment trace` (NLG_pytorch and NLG_jittor hold mirror
+images of this file).
 
-    python NLG_jittor/src/trace_hooks.py --data rows.jsonl --model_card gpt2.tiny --lora_dim 4 --steps 2 \\
+    python NLG_pytorch/src/trace_hooks.py --data rows.jsonl --model_card gpt2.tiny --lora_dim 4 --steps 2 \\
         --output torch.safetensors
 
 probe.py's flags choose the model, the rows, the batches and the optimizer (dropout off). For each of --steps
@@ -26,12 +26,12 @@ import sys
 import jittor as jt
 import numpy as np
 
-from common_data import batching
-from common_data.beam import BeamSettings, query_tokens
-from common_data.checkpoint import load_tensors, save_tensors
+from common_data.training import batching
+from common_data.decoding.beam import BeamSettings, query_tokens
+from common_data.model.checkpoint import load_tensors, save_tensors
 from common_data.trace import names
 from common_data.trace.start import training_start
-from NLG_jittor.src import adapters, beam_search, probe
+from NLG_jittor.src import adapters, beam_search, ops, probe
 from NLG_jittor.src.optimizer import adamw_from_args
 from NLG_jittor.src.run_info import framework_versions
 
@@ -64,8 +64,7 @@ def parse_args(argv=None):
 
 
 def to_numpy(tensor):
-    """The value, computed now: this forces Jittor's lazy graph up to it."""
-    return tensor.numpy().copy()
+    return ops.numpy(tensor).copy()
 
 
 def tensor_digest(array):
@@ -106,9 +105,7 @@ class Recorder:
             module.remove_forward_hook()
 
     def isolated(self, phase, name, item, like):
-        """The other trace's array as a constant: stop_grad, as torch.from_numpy is; a Var that Substitute took in
-        with a gradient would be taped, and its backward pass would hand back that tape's variable."""
-        return jt.array(self.isolate[names.key(self.step, phase, name, item)]).cast(like.dtype).stop_grad()
+        return ops.constant_like(like, self.isolate[names.key(self.step, phase, name, item)])
 
     def point(self, name, item, tensor):
         """Record `tensor` and return the tensor that takes its place. A floating tensor gets a new one, so that
@@ -143,25 +140,16 @@ class Recorder:
         return points
 
 
-def set_gradients(optimizer, params, arrays):
-    """Replace the gradients that optimizer.backward gathered (Jittor keeps them in the parameter groups)."""
-    by_id = {id(param): name for name, param in params.items()}
-    for group in optimizer.param_groups:
-        for param, grad in zip(group["params"], group["grads"]):
-            if id(param) in by_id:
-                grad.update(jt.array(arrays[by_id[id(param)]]).cast(param.dtype))
-
-
 def gradients(optimizer, params):
     by_id = {id(param): name for name, param in params.items()}
     return {by_id[id(param)]: to_numpy(grad) for group in optimizer.param_groups
-            for param, grad in zip(group["params"], group["grads"]) if id(param) in by_id}
+            for param, grad in ops.gradients(group) if id(param) in by_id}
 
 
 def load_isolated_update(optimizer, params, isolate, step):
     """The parameters and moments after step - 1 of the other trace (its step 0: the parameters only)."""
     for name, param in params.items():
-        param.update(jt.array(isolate[names.key(step - 1, "param", name)]).cast(param.dtype))
+        ops.assign(param, isolate[names.key(step - 1, "param", name)])
     if step > 1:
         arrays = {f"{moment}.{name}": isolate[names.key(step - 1, moment, name)]
                   for name in params for moment in ("exp_avg", "exp_avg_sq")}
@@ -186,7 +174,7 @@ def traced_step(model, optimizer, params, batch, lr, args, recorder):
     for name, grad in gradients(optimizer, params).items():
         record[names.key(step, "grad", name)] = grad
     if recorder.isolate is not None:
-        set_gradients(optimizer, params, {name: recorder.isolate[names.key(step, "grad", name)] for name in params})
+        ops.set_gradients(optimizer, params, {name: recorder.isolate[names.key(step, "grad", name)] for name in params})
     optimizer.set_lr(lr)
     optimizer.step()
     record[names.key(step, "lr", "lr")] = np.array([lr])
@@ -227,7 +215,8 @@ def record_beam(model, contexts, args):
     try:
         for index, context in enumerate(contexts):
             steps.clear()
-            beam_search.search_batch(model, [query_tokens(context, args.seq_len, args.eval_len)], settings)
+            beam_search.search_batch(model, [query_tokens(context, args.seq_len, args.eval_len)], settings,
+                                     "cpu")
             for step, (top_scores, top_ids) in enumerate(steps, start=1):
                 record[names.key(step, "beam", str(index), "scores")] = top_scores[0]
                 record[names.key(step, "beam", str(index), "ids")] = top_ids[0]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pipeline step of the NLG pipeline in the torch environment; options: -h (common_data/scripts/steps.sh).
+# The pipeline step of the NLG pipeline in the torch environment; options: -h (scripts/steps.sh).
 FRAMEWORK=torch
-source "$(dirname "${BASH_SOURCE[0]}")/../../common_data/scripts/steps.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/steps.sh"
 run_step pipeline "$@"

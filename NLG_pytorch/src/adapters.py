@@ -7,44 +7,37 @@ adapter matrices A, B and scale s = alpha / r, each adapted output slice of a la
 JELLY seq2par starts sequential and switches to parallel with A <- A W_s, which keeps the output.
 Dropout acts on the adapter input (x, or W x in sequential mode).
 DoRA (peft's use_dora) rescales each adapted output feature of W x + s B A x by m / ||W + s B A||, the norm
-detached; PiSSA is parallel LoRA on a residual base (both start from common_data/adapter_math's numbers).
+detached; PiSSA is parallel LoRA on a residual base (both start from common_data/model/adapter_math's numbers).
 AdaLoRA (peft's AdaLoraConfig) is parallel LoRA with A diag(Λ) for A (Λ = lora_E, [r, 1]); its RankAllocator
-masks Λ to the budget of common_data/adapter_math/adalora.py.
+masks Λ to the budget of common_data/model/adapter_math/adalora.py.
 """
 import numpy as np
 import torch
 from torch import nn
 
-from common_data.adapter_math import adalora
-from common_data.gpt2_config import adapted_slices, adapter_shapes, layer_shapes
+from NLG_pytorch.src import ops
+from common_data.model.adapter_math import adalora
+from common_data.model.merge import merged_weight, unmerged_weight
 
 
 class AdaptedConv1D(nn.Module):
     """GPT-2's Conv1D (x Wc + b) with low-rank adapters on some of its output slices."""
 
-    def __init__(self, d_in, d_out, adapter_config, slices):
+    def __init__(self, plan, lora_dropout):
+        """plan: the layer's LayerPlan (common_data/model/plan.py); its kind is 'none', 'lora', 'dora' or
+        'adalora'."""
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(d_in, d_out))
-        self.bias = nn.Parameter(torch.empty(d_out))
-        self.slices = {s.target: (s.start, s.stop) for s in slices}
-        self.mode = adapter_config.initial_mode if slices else "full"
-        self.scale = adapter_config.scale if slices else 0.0
+        self.weight = ops.parameter((plan.d_in, plan.d_out))
+        self.bias = ops.parameter((plan.d_out,))
+        self.kind, self.mode, self.scale = plan.kind, plan.mode, plan.scale
+        self.slices = {s.target: (s.start, s.stop) for s in plan.slices}
         self.merged = False
-        self.lora_A = nn.ParameterDict()
-        self.lora_B = nn.ParameterDict()
-        for adapted in slices:
-            shape_a, shape_b = adapter_shapes(adapted, adapter_config.lora_dim, self.mode)
-            self.lora_A[adapted.target] = nn.Parameter(torch.zeros(shape_a))
-            self.lora_B[adapted.target] = nn.Parameter(torch.zeros(shape_b))
-        self.lora_magnitude = nn.ParameterDict()
-        if adapter_config.adapter == "dora":
-            for adapted in slices:
-                self.lora_magnitude[adapted.target] = nn.Parameter(torch.zeros(adapted.d_out))
-        self.lora_E = nn.ParameterDict()
-        if adapter_config.adapter == "adalora":
-            for adapted in slices:
-                self.lora_E[adapted.target] = nn.Parameter(torch.zeros(adapter_config.lora_dim, 1))
-        self.lora_dropout = nn.Dropout(adapter_config.lora_dropout)
+        tensors = {role: nn.ParameterDict() for role in ("A", "B", "magnitude", "E")}
+        for adapted in plan.slices:
+            for role, shape in plan.tensor_shapes(adapted).items():
+                tensors[role][adapted.target] = ops.parameter(shape)
+        self.lora_A, self.lora_B, self.lora_magnitude, self.lora_E = tensors.values()
+        self.lora_dropout = ops.dropout(lora_dropout)
 
     def forward(self, x):
         base = x @ self.weight
@@ -52,7 +45,7 @@ class AdaptedConv1D(nn.Module):
         if self.merged or not self.slices:
             return out
         adapter_input = self.lora_dropout(base if self.mode == "sequential" else x)
-        if self.lora_magnitude:
+        if self.kind == "dora":
             return out + self.dora_update(adapter_input, base)
         return out + self.scale * self.low_rank_update(adapter_input)
 
@@ -63,14 +56,14 @@ class AdaptedConv1D(nn.Module):
         column = 0
         for target, (start, stop) in self.slices.items():
             if start > column:
-                factors.append(base.new_ones(start - column))
+                factors.append(base.new_ones((start - column,)))
             weight = self.weight[:, start:stop] + self.scale * (self.down_projection(target).t() @ self.lora_B[target].t())
             factors.append(self.lora_magnitude[target] / weight.detach().norm(dim=0))
             column = stop
         if column < self.weight.shape[1]:
-            factors.append(base.new_ones(self.weight.shape[1] - column))
-        factor = torch.cat(factors)
-        if self.lora_dropout.training and self.lora_dropout.p > 0:
+            factors.append(base.new_ones((self.weight.shape[1] - column,)))
+        factor = ops.concat(factors)
+        if ops.is_training(self.lora_dropout) and self.lora_dropout.p > 0:
             base = adapter_input @ self.weight
         return (factor - 1) * base + factor * (self.scale * self.low_rank_update(adapter_input))
 
@@ -80,51 +73,44 @@ class AdaptedConv1D(nn.Module):
         column = 0
         for target, (start, stop) in self.slices.items():
             if start > column:
-                pieces.append(adapter_input.new_zeros(*adapter_input.shape[:-1], start - column))
+                pieces.append(adapter_input.new_zeros((*adapter_input.shape[:-1], start - column)))
             slice_input = adapter_input[..., start:stop] if self.mode == "sequential" else adapter_input
             pieces.append(slice_input @ self.down_projection(target).t() @ self.lora_B[target].t())
             column = stop
         if column < self.weight.shape[1]:
-            pieces.append(adapter_input.new_zeros(*adapter_input.shape[:-1], self.weight.shape[1] - column))
-        return torch.cat(pieces, dim=-1)
+            pieces.append(adapter_input.new_zeros((*adapter_input.shape[:-1], self.weight.shape[1] - column)))
+        return ops.concat(pieces, dim=-1)
 
     def down_projection(self, target):
         """A, or AdaLoRA's A diag(Λ) (peft's lora_A * lora_E)."""
-        if self.lora_E:
+        if self.kind == "adalora":
             return self.lora_A[target] * self.lora_E[target]
         return self.lora_A[target]
 
-    @torch.no_grad()
     def merge(self):
-        """Fold the adapters into the weight (formulas in common_data.merge), computed in float64."""
+        """Fold the adapters into the weight (common_data.model.merge's formulas, in float64 with numpy)."""
         if self.merged:
             return
-        if self.lora_magnitude:
-            raise RuntimeError("DoRA adapters merge in numpy (common_data/merge.py), as export-hf and gpt2_beam.py do")
+        if self.kind == "dora":
+            raise RuntimeError("DoRA adapters merge in numpy (common_data/model/merge.py), as export-hf and gpt2_beam.py do")
         for target, (start, stop) in self.slices.items():
-            weight = self.weight[:, start:stop].double()
-            lora_a, lora_b = self.down_projection(target).double(), self.lora_B[target].double()
-            low_rank = lora_a.t()
-            if self.mode == "sequential":
-                low_rank = weight @ low_rank
-            self.weight[:, start:stop] = weight + self.scale * low_rank @ lora_b.t()
+            ops.set_columns(self.weight, start, merged_weight(*self.slice_arrays(target, start, stop), self.scale,
+                                                              self.mode))
         self.merged = True
 
-    @torch.no_grad()
     def unmerge(self):
-        """Undo merge(), computed in float64."""
+        """Undo merge(), in float64 with numpy."""
         if not self.merged:
             return
         for target, (start, stop) in self.slices.items():
-            weight = self.weight[:, start:stop].double()
-            lora_a, lora_b = self.down_projection(target).double(), self.lora_B[target].double()
-            low_rank = lora_a.t()
-            if self.mode == "sequential":
-                # merged W' = (I + s B A) W, so W = W' - s B (I + s A B)^-1 A W' (Woodbury identity)
-                eye = torch.eye(lora_a.shape[0], dtype=lora_a.dtype, device=lora_a.device)
-                low_rank = weight @ low_rank @ torch.linalg.inv(eye + self.scale * lora_a @ lora_b).t()
-            self.weight[:, start:stop] = weight - self.scale * low_rank @ lora_b.t()
+            ops.set_columns(self.weight, start, unmerged_weight(*self.slice_arrays(target, start, stop), self.scale,
+                                                                self.mode))
         self.merged = False
+
+    def slice_arrays(self, target, start, stop):
+        """numpy copies of the weight's columns [start, stop) and of that slice's A (down_projection) and B."""
+        return tuple(ops.to_numpy(tensor) for tensor in (self.weight[:, start:stop], self.down_projection(target),
+                                                         self.lora_B[target]))
 
     @torch.no_grad()
     def switch_to_parallel(self):
@@ -133,17 +119,14 @@ class AdaptedConv1D(nn.Module):
             raise RuntimeError("unmerge the adapters before switching JELLY to parallel mode")
         for target, (start, stop) in self.slices.items():
             lora_a = self.lora_A[target]
-            lora_a.data = lora_a @ self.weight[:, start:stop].t()
-            lora_a.grad = None
+            ops.replace(lora_a, lora_a @ self.weight[:, start:stop].t())
         self.mode = "parallel"
         return list(self.lora_A.values()) + list(self.lora_B.values())
 
 
-def conv1d_for(config, adapter_config, layer):
-    """The AdaptedConv1D for `layer` of a block ("attn.c_attn", "mlp.c_fc", ...), with its adapted slices."""
-    d_in, d_out = layer_shapes(config)[layer]
-    slices = [s for s in adapted_slices(config, adapter_config) if s.layer == layer]
-    return AdaptedConv1D(d_in, d_out, adapter_config, slices)
+def conv1d_for(plan, layer):
+    """The AdaptedConv1D of layer `layer` ("h.3.attn.c_attn", ...) of a ModelPlan."""
+    return AdaptedConv1D(plan.layers[layer], plan.adapter_config.lora_dropout)
 
 
 def adapted_layers(model):
@@ -151,15 +134,17 @@ def adapted_layers(model):
 
 
 def mark_only_adapter_as_trainable(model):
-    """Freeze everything but what the adapter configuration trains (AdapterConfig.trains): the adapters, the
-    biases for BitFit, everything for full fine-tuning."""
+    """Freeze everything but what the model plan trains: the adapters, the biases for BitFit, everything for full
+    fine-tuning."""
+    trainable = model.plan.trainable()
     for name, param in model.named_parameters():
-        param.requires_grad = model.adapter.trains(name)
+        param.requires_grad = name in trainable
 
 
 def adapter_state_dict(model):
-    """The trained tensors in checkpoint names (AdapterConfig.trains)."""
-    return {name: tensor for name, tensor in model.state_dict().items() if model.adapter.trains(name)}
+    """The trained tensors in checkpoint names (the model plan's trainable set)."""
+    trainable = model.plan.trainable()
+    return {name: tensor for name, tensor in model.state_dict().items() if name in trainable}
 
 
 def merge_adapters(model):
@@ -203,23 +188,23 @@ def orthogonal_regularisation(model):
         for target in layer.slices:
             lora_a, lora_b = layer.lora_A[target], layer.lora_B[target]
             for gram in (lora_a @ lora_a.t(), lora_b.t() @ lora_b):
-                eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+                eye = ops.eye(gram.shape[0], like=gram)
                 terms.append((gram - eye).pow(2).sum().sqrt())
     return sum(terms) / len(terms)
 
 
 class RankAllocator:
     """peft's AdaLoRA RankAllocator on a model's triplets (A, Λ, B): the smoothed sensitivity and uncertainty of
-    every entry, and Λ masked to common_data/adapter_math/adalora.py's budget.
+    every entry, and Λ masked to common_data/model/adapter_math/adalora.py's budget.
 
     update_and_allocate(step, gradients) runs after the optimizer update of each step (1-based), with that step's
     gradients {name: gradient}. The state (scores and masks, as 'adalora.*' arrays) goes into trainer.N.
     """
 
     def __init__(self, model, config):
-        self.params = {name: param for name, param in model.named_parameters() if ".lora_" in name}
-        self.triplets = {name: tuple(name.replace(".lora_E.", kind) for kind in (".lora_A.", ".lora_E.", ".lora_B."))
-                         for name in self.params if ".lora_E." in name}
+        self.triplets = model.plan.adalora_triplets()
+        adapters = model.plan.adapter_tensors()
+        self.params = {name: param for name, param in model.named_parameters() if name in adapters}
         self.budget = adalora.Budget(config, model.adapter.lora_dim, self.triplets)
         self.sensitivity, self.uncertainty = {}, {}
 
@@ -236,31 +221,34 @@ class RankAllocator:
             self.sensitivity, self.uncertainty = {}, {}
         if budget is not None or step > config.final_step:
             for name, mask in self.budget.masks.items():
-                self.params[name].mul_(torch.from_numpy(mask[:, None]).to(self.params[name]))
+                ops.scale_in_place(self.params[name], mask[:, None])
         return budget
 
     def update_scores(self, gradients):
         beta1, beta2 = self.budget.config.beta1, self.budget.config.beta2
         for name, param in self.params.items():
             importance = (param * gradients[name]).abs()
-            sensitivity = self.sensitivity.get(name, torch.zeros_like(param))
-            uncertainty = self.uncertainty.get(name, torch.zeros_like(param))
-            self.sensitivity[name] = beta1 * sensitivity + (1 - beta1) * importance
-            self.uncertainty[name] = beta2 * uncertainty + (1 - beta2) * (importance - self.sensitivity[name]).abs()
+            sensitivity = self.sensitivity.get(name, ops.constant_like(param))
+            uncertainty = self.uncertainty.get(name, ops.constant_like(param))
+            self.sensitivity[name] = ops.detach(beta1 * sensitivity + (1 - beta1) * importance)
+            self.uncertainty[name] = ops.detach(beta2 * uncertainty
+                                                + (1 - beta2) * (importance - self.sensitivity[name]).abs())
+        # run the updates now: a lazy EMA (Jittor's) would grow its graph step after step
+        ops.sync([*self.sensitivity.values(), *self.uncertainty.values()])
 
     def scores(self):
-        return {name: tuple((self.sensitivity[part] * self.uncertainty[part]).cpu().numpy() for part in parts)
+        return {name: tuple(ops.numpy(self.sensitivity[part] * self.uncertainty[part]) for part in parts)
                 for name, parts in self.triplets.items()}
 
     def state_arrays(self):
         arrays = {f"adalora.mask.{name}": mask for name, mask in self.budget.masks.items()}
         for kind, values in (("sensitivity", self.sensitivity), ("uncertainty", self.uncertainty)):
-            arrays.update({f"adalora.{kind}.{name}": value.cpu().numpy() for name, value in values.items()})
+            arrays.update({f"adalora.{kind}.{name}": ops.numpy(value) for name, value in values.items()})
         return arrays
 
     def load_state_arrays(self, arrays):
         self.budget.masks = {name: np.array(arrays[f"adalora.mask.{name}"]) for name in self.triplets}
         for kind, values in (("sensitivity", self.sensitivity), ("uncertainty", self.uncertainty)):
             values.clear()
-            values.update({name: torch.tensor(arrays[f"adalora.{kind}.{name}"]).to(param)
+            values.update({name: ops.constant_like(param, arrays[f"adalora.{kind}.{name}"])
                            for name, param in self.params.items() if f"adalora.{kind}.{name}" in arrays})

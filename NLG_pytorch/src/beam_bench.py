@@ -2,7 +2,7 @@
 
     python -m NLG_pytorch.src.beam_bench --model_card gpt2.tiny --contexts 50 --beam 10 --batch_size 16
 
-The weights are random but decode like a trained model's (common_data/synthetic_model.py): peaked
+The weights are random but decode like a trained model's (common_data/model/synthetic_model.py): peaked
 next-token distributions and hypotheses that end at varied lengths. The contexts are the first distinct
 E2E test contexts of the encoded data. transformers runs one context at a time (batch 1), as a user of
 generate would, with its default early stopping unless told otherwise; both use the same threads.
@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 import transformers
 
-from common_data.beam import BeamSettings, unique_queries
-from common_data.gpt2_config import MODEL_CARDS, config_for_card
-from common_data.jsonl import read_jsonl
-from common_data.paths import REPO_ROOT
-from common_data.synthetic_model import peaked_arrays
+from common_data.decoding.beam import BeamSettings, unique_queries
+from common_data.model.gpt2_config import MODEL_CARDS, config_for_card
+from common_data.util.jsonl import read_jsonl
+from common_data.util.paths import REPO_ROOT
+from common_data.model.synthetic_model import peaked_arrays
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.gpt2_beam import decoding_model
 

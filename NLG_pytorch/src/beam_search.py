@@ -1,12 +1,12 @@
-"""Batched beam search with a key/value cache (PyTorch side; the bookkeeping is common_data.beam).
+"""Batched beam search with a key/value cache; the bookkeeping is common_data.decoding.beam.
 
 The contexts of a batch are left-padded to the longest (the model masks the padding): one forward pass over
 the prompts, then one token per hypothesis and step.
 """
-import torch
 from tqdm import tqdm
 
-from common_data.beam import BeamBatch, length_batches
+from common_data.decoding.beam import BeamBatch, length_batches
+from NLG_pytorch.src import ops
 
 
 def penalised_scores(logits, batch):
@@ -15,24 +15,23 @@ def penalised_scores(logits, batch):
     Before the softmax (microsoft/LoRA, greedy) the bans and the repetition penalty change the logits
     and the softmax renormalises; after it (transformers' beam search) they change the log-probabilities.
     """
-    logits = logits.float()
+    logits = ops.float32(logits)
     if batch.settings.penalties_before_softmax:
-        return torch.log_softmax(apply_penalties_(logits, batch), dim=-1)
-    return apply_penalties_(torch.log_softmax(logits, dim=-1), batch)
+        return ops.log_softmax(apply_penalties(logits, batch))
+    return apply_penalties(ops.log_softmax(logits), batch)
 
 
-def apply_penalties_(scores, batch):
-    """In place: CTRL's repetition penalty (divide positive, multiply negative scores) on the history, then the bans."""
+def apply_penalties(scores, batch):
+    """CTRL's repetition penalty (divide positive, multiply negative scores) on the history, then the bans."""
     penalty = batch.settings.repetition_penalty
     seen = batch.penalised_tokens()
     if seen is not None and seen.shape[1]:
-        seen = torch.from_numpy(seen).to(scores.device)
+        seen = ops.from_numpy_like(seen, scores)
         picked = scores.gather(1, seen)
-        scores.scatter_(1, seen, torch.where(picked < 0, picked * penalty, picked / penalty))
+        scores = scores.scatter(1, seen, ops.where(picked < 0, picked * penalty, picked / penalty))
     rows, tokens = batch.banned_tokens()
     if len(rows):
-        index = (torch.from_numpy(rows).to(scores.device), torch.from_numpy(tokens).to(scores.device))
-        scores.index_put_(index, torch.tensor(float("-inf"), device=scores.device))
+        scores[ops.from_numpy_like(rows, scores), ops.from_numpy_like(tokens, scores)] = float("-inf")
     return scores
 
 
@@ -45,14 +44,14 @@ def best_continuations(scores, batch):
     """
     vocab_size = scores.shape[1]
     count = batch.candidate_count(vocab_size)
-    row_scores, row_ids = scores.topk(min(count, vocab_size), dim=1)
-    running = torch.from_numpy(batch.scores).to(scores.device)
-    totals = (row_scores + running[:, None]).view(len(batch.live), -1)
-    beam_index = torch.arange(scores.shape[0], device=scores.device) % batch.rows_per_context
-    flat_ids = row_ids + beam_index[:, None] * vocab_size
+    row_scores, row_ids = ops.top_k(scores, min(count, vocab_size))
+    running = ops.from_numpy_like(batch.scores, scores)
+    totals = (row_scores + running.unsqueeze(1)).view(len(batch.live), -1)
+    beam_index = ops.positions(0, scores.shape[0], scores) % batch.rows_per_context
+    flat_ids = row_ids + beam_index.unsqueeze(1) * vocab_size
     top_scores, picked = totals.topk(count, dim=1)
     top_ids = flat_ids.view(len(batch.live), -1).gather(1, picked)
-    return top_scores.cpu().numpy(), top_ids.cpu().numpy()
+    return ops.numpy(top_scores), ops.numpy(top_ids)
 
 
 def prefill(model, prompts, padding):
@@ -63,17 +62,17 @@ def prefill(model, prompts, padding):
     head = prompts[:, :-1]
     if head.shape[1] == 0:
         return None
-    mask = torch.zeros(head.shape, dtype=torch.float32, device=head.device)
-    _, _, past = model(head, targets=torch.zeros_like(head), loss_mask=mask, use_cache=True, padding=padding)
+    mask = ops.float32_zeros(head.shape, head)
+    _, _, past = model(head, targets=ops.zeros_like(head), loss_mask=mask, use_cache=True, padding=padding)
     return past
 
 
-@torch.no_grad()
+@ops.no_grad()
 def search_batch(model, contexts, settings, device):
     """Beam search (greedy for beam 1) from n contexts (token lists); the n best token lists."""
     batch = BeamBatch(settings, contexts)
-    prompts = torch.from_numpy(batch.prompts).to(device)
-    padding = torch.from_numpy(batch.padding).to(device)
+    prompts = ops.from_numpy(batch.prompts, device)
+    padding = ops.from_numpy_like(batch.padding, prompts)
     past = prefill(model, prompts, padding)
     tokens = prompts[:, -1:]
     while True:
@@ -82,10 +81,10 @@ def search_batch(model, contexts, settings, device):
         rows, new_tokens = batch.advance(*best_continuations(scores, batch), scores.shape[-1])
         if batch.done:
             return batch.best_tokens
-        rows = torch.from_numpy(rows).to(device)
-        past = [(key.index_select(0, rows), value.index_select(0, rows)) for key, value in past]
-        padding = padding.index_select(0, rows)
-        tokens = torch.from_numpy(new_tokens).to(device)[:, None]
+        rows = ops.from_numpy_like(rows, prompts)
+        past = [(key[rows], value[rows]) for key, value in past]
+        padding = padding[rows]
+        tokens = ops.from_numpy_like(new_tokens, prompts).unsqueeze(1)
 
 
 def generate(model, queries, settings, batch_size, device, progress=True):

@@ -1,7 +1,8 @@
 """--dropout_rng shared: every dropout of the model takes its mask from common_data.training.dropout_masks, so
-that PyTorch and Jittor drop the same units; NLG_jittor/src/dropout.py is the mirror image."""
-import torch
+that PyTorch and Jittor drop the same units (NLG_pytorch and NLG_jittor hold mirror images of this file)."""
 from torch import nn
+
+from NLG_pytorch.src import ops
 
 from common_data.training.dropout_masks import SharedMasks, module_key
 
@@ -14,10 +15,10 @@ class SharedDropout(nn.Module):
         self.p, self.masks, self.layer, self.tensor = p, masks, layer, tensor
 
     def forward(self, x):
-        if not self.training or self.p == 0:
+        if not ops.is_training(self) or self.p == 0:
             return x
         scale = self.masks.scale(self.layer, self.tensor, tuple(x.shape), self.p)
-        return x * torch.from_numpy(scale).to(device=x.device, dtype=x.dtype)
+        return x * ops.tensor_like(scale, x)
 
 
 def use_shared_masks(model, seed, rows):

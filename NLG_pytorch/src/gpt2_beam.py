@@ -1,4 +1,5 @@
-"""Beam search decoding: microsoft/LoRA's examples/NLG/src/gpt2_beam.py, same flags, same output file.
+"""Beam search decoding: microsoft/LoRA's examples/NLG/src/gpt2_beam.py, same flags, same output file (NLG_pytorch
+and NLG_jittor alike).
 
     python NLG_pytorch/src/gpt2_beam.py --data common_data/e2e/encoded/test.jsonl --batch_size 16 \\
         --seq_len 512 --eval_len 64 --model_card gpt2.md --init_checkpoint gpt2-medium.safetensors \\
@@ -7,35 +8,27 @@
         --work_dir runs/e2e --output_file predict.26290.b10p08r4.jsonl
 
 The adapters are merged into the weights first; identical contexts are decoded once; --batch_size contexts,
-longest first, share a batch, left-padded (see NLG_pytorch/src/beam_search.py and common_data/beam.py).
+longest first, share a batch, left-padded (see beam_search.py beside this file and common_data/decoding/beam.py).
 """
 import sys
 import time
 
-import torch
-
-from common_data import runlog
-from common_data.beam import query_tokens, unique_queries, write_predictions
-from common_data.batching import load_encoded
-from common_data.beam_weights import decoding_arrays
+from common_data.training import runlog
+from common_data.decoding.beam import query_tokens, unique_queries, write_predictions
+from common_data.training.batching import load_encoded
+from common_data.decoding.beam_weights import decoding_arrays
 from common_data.cli.beam_args import parse_args, settings_from_args
 from common_data.cli.command import command, output_folder
-from common_data.errors import DataFormatError
-from common_data.gpt2_config import AdapterConfig, config_for_card
-from NLG_pytorch.src import run_info
+from common_data.util.errors import DataFormatError
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
+from NLG_pytorch.src import ops, run_info
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.model import GPT2LMModel
 
 
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def decoding_model(config, arrays, device):
     """The plain GPT-2 (no adapter layers) holding merged weights, in eval mode."""
-    return GPT2LMModel(config, AdapterConfig(), base_arrays=arrays).to(device).eval()
+    return ops.to_device(GPT2LMModel(config, AdapterConfig(), base_arrays=arrays), device).eval()
 
 
 def run_beam(args):
@@ -45,7 +38,7 @@ def run_beam(args):
     if args.seq_len > config.n_positions:
         raise ValueError(f"--seq_len {args.seq_len} exceeds the {config.n_positions} positions of {args.model_card}")
     work_dir = output_folder(args.work_dir)
-    device = pick_device(args.device)
+    device = run_info.pick_device(args.device)
     record = runlog.RunRecord(work_dir / "run.beam.json", vars(args), run_info.framework_versions(),
                               run_info.device_name(device), seed=None)
     with record.phase("setup"):

@@ -25,16 +25,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from common_data import batching, runlog
-from common_data.adapter_math.adalora import AllocatorConfig
-from common_data.checkpoint import (checkpoint_metadata, load_base_checkpoint, load_model_checkpoint,
+from common_data.training import batching, runlog
+from common_data.model.adapter_math.adalora import AllocatorConfig
+from common_data.model.checkpoint import (checkpoint_metadata, load_base_checkpoint, load_model_checkpoint,
                                     model_checkpoint_path, remove_interrupted_saves, save_model_checkpoint)
 from common_data.cli.command import command, output_folder
 from common_data.cli.ft_args import parse_args
-from common_data.gpt2_config import AdapterConfig, config_for_card
-from common_data.resume import Progress, load_trainer_state, resume_point, save_trainer_state
-from common_data.schedule import learning_rate
-from common_data.tensorboard_log.curves import TrainingCurves
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
+from common_data.training.resume import Progress, load_trainer_state, resume_point, save_trainer_state
+from common_data.training.schedule import learning_rate
+from common_data.training.tensorboard_log.curves import TrainingCurves
 from common_data.training.adapter_start import adopt_adapter_checkpoint
 from NLG_pytorch.src import adapters, run_info
 from NLG_pytorch.src.distributed import init_ranks

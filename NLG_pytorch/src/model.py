@@ -1,72 +1,39 @@
 """GPT-2 language model with LoRA / JELLY adapters (PyTorch).
 
-Parameter names are the framework-neutral checkpoint names (common_data.checkpoint): Hugging Face GPT2Model
+Parameter names are the framework-neutral checkpoint names (common_data.model.checkpoint): Hugging Face GPT2Model
 names without the "transformer." prefix, Conv1D weights [d_in, d_out], LM head tied to wte.
 """
-import numpy as np
-import torch
 from torch import nn
-from torch.nn import functional as F
 
-from common_data.adapter_math import pissa
-from common_data.init_params import init_base_params, start_arrays
+from common_data.model.adapter_math import pissa
+from common_data.model.init_params import init_base_params, start_arrays
+from common_data.model.plan import ModelPlan
+from NLG_pytorch.src import ops
 from NLG_pytorch.src.adapters import adapter_mode, adapter_state_dict, conv1d_for, is_merged
 
 
-def attention_mask(past_length, length, padding, device):
+def attention_mask(past_length, length, padding, like):
     """Which keys the `length` queries that follow `past_length` cached positions see: [L, S], or with left
     padding (pad count per row [B]) [B, 1, L, S].
 
     Query i sits at position past_length + i and sees the keys up to it; with padding only the real ones, and
     itself, so that a padded query (whose output nobody reads) still has a key to attend to.
     """
-    keys = torch.arange(past_length + length, device=device)
-    queries = torch.arange(past_length, past_length + length, device=device)[:, None]
+    keys = ops.positions(0, past_length + length, like)
+    queries = ops.positions(past_length, past_length + length, like).unsqueeze(1)
     causal = keys <= queries
     if padding is None:
         return causal
-    return causal & ((keys >= padding[:, None, None, None]) | (keys == queries))
-
-
-class WeightedTokenLoss(torch.autograd.Function):
-    """sum over rows of weight * ((1 - ls) * (-log p[target]) + ls * (mean over the vocabulary of -log p)).
-
-    The gradient is written out, (softmax - (1 - ls) * onehot - ls / V) * weight, in one [rows, vocabulary]
-    tensor: autograd through log_softmax, gather and mean makes a zero-filled tensor of that size for the
-    gather, another for the mean and adds them, about a sixth of a LoRA step's time on the CPU.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets, weights, label_smooth):
-        log_probs = F.log_softmax(logits, dim=-1)
-        per_token = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
-        if label_smooth:
-            per_token = (1.0 - label_smooth) * per_token - label_smooth * log_probs.mean(dim=-1)
-        ctx.save_for_backward(log_probs, targets, weights)
-        ctx.label_smooth = label_smooth
-        return (per_token * weights).sum()
-
-    @staticmethod
-    def backward(ctx, grad_sum):
-        log_probs, targets, weights = ctx.saved_tensors
-        label_smooth, vocab_size = ctx.label_smooth, log_probs.shape[1]
-        scale = weights * grad_sum
-        gradient = log_probs.exp()
-        if label_smooth:
-            gradient.sub_(label_smooth / vocab_size)
-        gradient.mul_(scale.unsqueeze(1))
-        rows = torch.arange(len(targets), device=log_probs.device)
-        gradient[rows, targets] -= (1.0 - label_smooth) * scale
-        return gradient, None, None, None
+    return causal & ((keys >= padding.view(-1, 1, 1, 1)) | (keys == queries))
 
 
 class CausalSelfAttention(nn.Module):
 
-    def __init__(self, config, adapter_config):
+    def __init__(self, plan, block):
         super().__init__()
-        self.n_head = config.n_head
-        self.c_attn = conv1d_for(config, adapter_config, "attn.c_attn")
-        self.c_proj = conv1d_for(config, adapter_config, "attn.c_proj")
+        self.n_head = plan.config.n_head
+        self.c_attn = conv1d_for(plan, f"h.{block}.attn.c_attn")
+        self.c_proj = conv1d_for(plan, f"h.{block}.attn.c_proj")
 
     def forward(self, x, past=None, mask=None):
         """mask: which keys each query sees ([L, S] or [B, 1, L, S], see attention_mask); None: causal."""
@@ -76,33 +43,33 @@ class CausalSelfAttention(nn.Module):
         k = k.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
         v = v.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
         if past is not None:
-            k = torch.cat([past[0], k], dim=2)
-            v = torch.cat([past[1], v], dim=2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
-        y = y.transpose(1, 2).contiguous().view(batch, length, width)
+            k = ops.concat([past[0], k], dim=2)
+            v = ops.concat([past[1], v], dim=2)
+        y = ops.attention(q, k, v, mask)
+        y = y.transpose(1, 2).reshape(batch, length, width)
         return self.c_proj(y), (k, v)
 
 
 class MLP(nn.Module):
 
-    def __init__(self, config, adapter_config):
+    def __init__(self, plan, block):
         super().__init__()
-        self.c_fc = conv1d_for(config, adapter_config, "mlp.c_fc")
-        self.c_proj = conv1d_for(config, adapter_config, "mlp.c_proj")
+        self.c_fc = conv1d_for(plan, f"h.{block}.mlp.c_fc")
+        self.c_proj = conv1d_for(plan, f"h.{block}.mlp.c_proj")
 
     def forward(self, x):
-        # GPT-2's gelu_new is the tanh approximation of GELU
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        return self.c_proj(ops.gelu(self.c_fc(x)))
 
 
 class Block(nn.Module):
 
-    def __init__(self, config, adapter_config):
+    def __init__(self, plan, block):
         super().__init__()
+        config = plan.config
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-        self.attn = CausalSelfAttention(config, adapter_config)
+        self.attn = CausalSelfAttention(plan, block)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-        self.mlp = MLP(config, adapter_config)
+        self.mlp = MLP(plan, block)
 
     def forward(self, x, past=None, mask=None):
         attn_out, present = self.attn(self.ln_1(x), past, mask)
@@ -115,22 +82,23 @@ class GPT2LMModel(nn.Module):
     """GPT-2 with its LM head.
 
     The base weights are base_arrays (e.g. a pretrained checkpoint, in checkpoint names) or, when None,
-    GPT-2's initialisation; the adapters start from common_data.init_params with `seed`.
+    GPT-2's initialisation; the adapters start from common_data.model.init_params with `seed`.
     """
 
     def __init__(self, config, adapter, seed=0, base_arrays=None):
         super().__init__()
         self.config = config
         self.adapter = adapter
+        self.plan = ModelPlan(config, adapter)
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
-        self.h = nn.ModuleList([Block(config, adapter) for _ in range(config.n_layer)])
+        self.h = nn.ModuleList([Block(self.plan, block) for block in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         if base_arrays is None:
             base_arrays = init_base_params(config, seed)
         start = start_arrays(config, adapter, seed, base_arrays)
-        # PiSSA's saved form holds its start (common_data/adapter_math/pissa.py)
-        self.initial_adapters = {name: array for name, array in start.items() if ".lora_" in name}
+        # PiSSA's saved form holds its start (common_data/model/adapter_math/pissa.py)
+        self.initial_adapters = {name: start[name] for name in self.plan.adapter_tensors()}
         self.load_arrays(start)
 
     def forward(self, input_ids, targets=None, loss_mask=None, label_smooth=0.0, past_key_values=None,
@@ -145,12 +113,12 @@ class GPT2LMModel(nn.Module):
         attention and positions count from each row's first real token, so every row computes as if alone.
         """
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        positions = torch.arange(past_length, past_length + input_ids.shape[1], device=input_ids.device)
+        positions = ops.positions(past_length, past_length + input_ids.shape[1], input_ids)
         if padding is not None:
-            positions = (positions - padding[:, None]).clamp(min=0)
+            positions = ops.clamp_min(positions - padding.unsqueeze(1), 0)
         mask = None
         if past_key_values is not None or padding is not None:
-            mask = attention_mask(past_length, input_ids.shape[1], padding, input_ids.device)
+            mask = attention_mask(past_length, input_ids.shape[1], padding, input_ids)
         x = self.wte(input_ids) + self.wpe(positions)
         presents = []
         for i, block in enumerate(self.h):
@@ -158,7 +126,7 @@ class GPT2LMModel(nn.Module):
             presents.append(present)
         x = self.ln_f(x)
         if targets is None:
-            logits, loss = x @ self.wte.weight.t(), None
+            logits, loss = ops.matmul_transposed(x, self.wte.weight), None
         else:
             logits, loss = None, self.lm_loss(x, targets, loss_mask, label_smooth, full_logits)
         return (logits, loss, presents) if use_cache else (logits, loss)
@@ -170,14 +138,14 @@ class GPT2LMModel(nn.Module):
         full_logits; the sum is divided by loss_mask.sum() + 1e-4 as microsoft/LoRA does.
         """
         if loss_mask is None:
-            loss_mask = torch.ones(targets.shape, dtype=hidden.dtype, device=hidden.device)
+            loss_mask = ops.ones(targets.shape, hidden)
         weights, rows, targets = loss_mask.reshape(-1), hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
         total = weights.sum()
         if not full_logits:
             keep = weights != 0
             weights, rows, targets = weights[keep], rows[keep], targets[keep]
-        logits = rows @ self.wte.weight.t()
-        return WeightedTokenLoss.apply(logits, targets, weights, label_smooth) / (total + 0.0001)
+        logits = ops.matmul_transposed(rows, self.wte.weight)
+        return ops.token_loss(logits, targets, weights, label_smooth) / (total + 0.0001)
 
     def load_arrays(self, arrays, strict=True):
         """Copy numpy arrays (checkpoint names) into the parameters.
@@ -196,9 +164,8 @@ class GPT2LMModel(nn.Module):
             if tuple(array.shape) != tuple(params[name].shape):
                 raise ValueError(f"tensor {name} has shape {tuple(array.shape)}, the model's is "
                                  f"{tuple(params[name].shape)} (adapter mode {adapter_mode(self)})")
-        with torch.no_grad():
-            for name, array in arrays.items():
-                params[name].copy_(torch.tensor(np.asarray(array)))
+        for name, array in arrays.items():
+            ops.assign(params[name], array)
 
     def to_arrays(self, adapter_only=False):
         """float32 numpy arrays in checkpoint names: all, or the trained ones (see adapter_state_dict; PiSSA's in
@@ -206,7 +173,7 @@ class GPT2LMModel(nn.Module):
         if is_merged(self):
             raise RuntimeError("the adapters are merged into the weights: unmerge_adapters(model) first")
         tensors = adapter_state_dict(self) if adapter_only else self.state_dict()
-        arrays = {name: tensor.detach().float().cpu().numpy().copy() for name, tensor in tensors.items()}
+        arrays = {name: ops.to_numpy(tensor) for name, tensor in tensors.items()}
         if adapter_only and self.adapter.adapter == "pissa":
             return pissa.to_lora(arrays, self.initial_adapters)
         return arrays

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from NLG_pytorch.src import ops
+
 
 class AdamW(torch.optim.Optimizer):
 
@@ -19,43 +21,39 @@ class AdamW(torch.optim.Optimizer):
             raise ValueError(f"AdamW: invalid lr {lr}, betas {betas} or eps {eps}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       correct_bias=correct_bias))
+        self.state = {}  # keyed by id(param), as in the Jittor twin
 
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
+            for param, grad in ops.gradients(group):
+                state = self.state.setdefault(id(param), {})
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
+                    state["exp_avg"] = ops.constant_like(param)
+                    state["exp_avg_sq"] = ops.constant_like(param)
                 state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(param.grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(param.grad, param.grad, value=1.0 - beta2)
+                ops.adam_moments(state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2)
                 step_size = group["lr"]
                 if group["correct_bias"]:
                     step_size *= math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
-                param.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(group["eps"]), value=-step_size)
-                if group["weight_decay"] > 0.0:
-                    param.add_(param, alpha=-group["lr"] * group["weight_decay"])
+                ops.adam_update(param, state["exp_avg"], state["exp_avg_sq"], step_size, group["eps"],
+                                group["lr"] * group["weight_decay"])
 
     def reset_state(self, params):
         """Forget the moments and step count of `params` (JELLY's switch to parallel)."""
         for param in params:
-            self.state.pop(param, None)
+            self.state.pop(id(param), None)
 
     def state_arrays(self, named_params):
         """The moments as float32 numpy arrays ('exp_avg.NAME', 'exp_avg_sq.NAME') and {NAME: step count}."""
         arrays, steps = {}, {}
         for name, param in named_params.items():
-            state = self.state.get(param)
+            state = self.state.get(id(param))
             if state:
-                arrays[f"exp_avg.{name}"] = state["exp_avg"].float().cpu().numpy().copy()
-                arrays[f"exp_avg_sq.{name}"] = state["exp_avg_sq"].float().cpu().numpy().copy()
+                arrays[f"exp_avg.{name}"] = ops.to_numpy(state["exp_avg"])
+                arrays[f"exp_avg_sq.{name}"] = ops.to_numpy(state["exp_avg_sq"])
                 steps[name] = state["step"]
         return arrays, steps
 
@@ -64,10 +62,10 @@ class AdamW(torch.optim.Optimizer):
         self.state.clear()
         for name, step in steps.items():
             param = named_params[name]
-            self.state[param] = {
+            self.state[id(param)] = {
                 "step": step,
-                "exp_avg": torch.tensor(arrays[f"exp_avg.{name}"], dtype=param.dtype, device=param.device),
-                "exp_avg_sq": torch.tensor(arrays[f"exp_avg_sq.{name}"], dtype=param.dtype, device=param.device),
+                "exp_avg": ops.constant_like(param, arrays[f"exp_avg.{name}"]),
+                "exp_avg_sq": ops.constant_like(param, arrays[f"exp_avg_sq.{name}"]),
             }
 
     def set_lr(self, lr):

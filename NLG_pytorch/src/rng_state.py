@@ -1,4 +1,4 @@
-"""Every rank's torch RNG states as arrays, for the trainer checkpoint (see common_data.resume)."""
+"""Every rank's torch RNG states as arrays, for the trainer checkpoint (see common_data.training.resume)."""
 import numpy as np
 import torch
 

@@ -4,12 +4,19 @@ import platform
 import numpy as np
 import torch
 
-from common_data import runlog
+from common_data.training import runlog
 
 
 def framework_versions():
     return {"name": "torch", "torch": torch.__version__, "cuda": torch.version.cuda, "numpy": np.__version__,
             "python": platform.python_version()}
+
+
+def pick_device(name):
+    """The torch.device of --device: "auto" (a GPU where there is one), "cpu", "cuda" or "cuda:N"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def device_name(device):

@@ -1,5 +1,5 @@
-"""Layer-by-layer records of training steps for `python -m alignment trace`; NLG_jittor/src/trace_hooks.py is the
-mirror image.
+"""Layer-by-layer records of training steps for `python -m alignment trace` (NLG_pytorch and NLG_jittor hold mirror
+images of this file).
 
     python NLG_pytorch/src/trace_hooks.py --data rows.jsonl --model_card gpt2.tiny --lora_dim 4 --steps 2 \\
         --output torch.safetensors
@@ -26,12 +26,12 @@ import sys
 import numpy as np
 import torch
 
-from common_data import batching
-from common_data.beam import BeamSettings, query_tokens
-from common_data.checkpoint import load_tensors, save_tensors
+from common_data.training import batching
+from common_data.decoding.beam import BeamSettings, query_tokens
+from common_data.model.checkpoint import load_tensors, save_tensors
 from common_data.trace import names
 from common_data.trace.start import training_start
-from NLG_pytorch.src import adapters, beam_search, probe
+from NLG_pytorch.src import adapters, beam_search, ops, probe
 from NLG_pytorch.src.optimizer import adamw_from_args
 from NLG_pytorch.src.run_info import framework_versions
 
@@ -62,7 +62,7 @@ def parse_args(argv=None):
 
 
 def to_numpy(tensor):
-    return tensor.detach().cpu().numpy().copy()
+    return ops.numpy(tensor).copy()
 
 
 def tensor_digest(array):
@@ -103,7 +103,7 @@ class Recorder:
             handle.remove()
 
     def isolated(self, phase, name, item, like):
-        return torch.from_numpy(self.isolate[names.key(self.step, phase, name, item)]).to(like.dtype)
+        return ops.constant_like(like, self.isolate[names.key(self.step, phase, name, item)])
 
     def point(self, name, item, tensor):
         """Record `tensor` and return the tensor that takes its place. A floating tensor gets a new one, so that
@@ -140,20 +140,16 @@ class Recorder:
         return points
 
 
-def set_gradients(optimizer, params, arrays):
-    for name, param in params.items():
-        param.grad = torch.from_numpy(arrays[name]).to(param.dtype)
-
-
 def gradients(optimizer, params):
-    return {name: to_numpy(param.grad) for name, param in params.items()}
+    by_id = {id(param): name for name, param in params.items()}
+    return {by_id[id(param)]: to_numpy(grad) for group in optimizer.param_groups
+            for param, grad in ops.gradients(group) if id(param) in by_id}
 
 
 def load_isolated_update(optimizer, params, isolate, step):
     """The parameters and moments after step - 1 of the other trace (its step 0: the parameters only)."""
-    with torch.no_grad():
-        for name, param in params.items():
-            param.copy_(torch.from_numpy(isolate[names.key(step - 1, "param", name)]).to(param.dtype))
+    for name, param in params.items():
+        ops.assign(param, isolate[names.key(step - 1, "param", name)])
     if step > 1:
         arrays = {f"{moment}.{name}": isolate[names.key(step - 1, moment, name)]
                   for name in params for moment in ("exp_avg", "exp_avg_sq")}
@@ -178,7 +174,7 @@ def traced_step(model, optimizer, params, batch, lr, args, recorder):
     for name, grad in gradients(optimizer, params).items():
         record[names.key(step, "grad", name)] = grad
     if recorder.isolate is not None:
-        set_gradients(optimizer, params, {name: recorder.isolate[names.key(step, "grad", name)] for name in params})
+        ops.set_gradients(optimizer, params, {name: recorder.isolate[names.key(step, "grad", name)] for name in params})
     optimizer.set_lr(lr)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -221,7 +217,7 @@ def record_beam(model, contexts, args):
         for index, context in enumerate(contexts):
             steps.clear()
             beam_search.search_batch(model, [query_tokens(context, args.seq_len, args.eval_len)], settings,
-                                     torch.device("cpu"))
+                                     "cpu")
             for step, (top_scores, top_ids) in enumerate(steps, start=1):
                 record[names.key(step, "beam", str(index), "scores")] = top_scores[0]
                 record[names.key(step, "beam", str(index), "ids")] = top_ids[0]

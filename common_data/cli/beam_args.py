@@ -8,12 +8,12 @@ ids to a default list [50256]. Without the flag the EOS ids are 50256 and 628 ("
 import argparse
 import os
 
-from common_data.beam import SEMANTICS, BeamSettings
+from common_data.decoding.beam import SEMANTICS, BeamSettings
 from common_data.cli.command import add_debug_argument
 from common_data.cli.config_file import add_config_argument, parse_args_with_config
 from common_data.cli.ft_args import comma_list
-from common_data.encoding import END_OF_TEXT
-from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
+from common_data.data.encoding import END_OF_TEXT
+from common_data.model.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
 
 DEFAULT_EOS = 628
 
@@ -50,7 +50,7 @@ def build_parser(description="Beam search with GPT-2 (+ merged LoRA / JELLY adap
                              f"ends one; default {END_OF_TEXT} and {DEFAULT_EOS})")
     search.add_argument("--beam_semantics", default="lora", choices=SEMANTICS,
                         help="lora: microsoft/LoRA's gpt2_beam.py; hf: transformers' generate with "
-                             "early_stopping='never' (see common_data/beam.py for the differences)")
+                             "early_stopping='never' (see common_data/decoding/beam.py for the differences)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model_card", default="gpt2.sm", choices=sorted(MODEL_CARDS), help="model size")

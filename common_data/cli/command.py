@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from common_data.errors import UserError
+from common_data.util.errors import UserError
 
 DEBUG_FLAG = "--debug"
 DEBUG_VARIABLE = "NLG_DEBUG"

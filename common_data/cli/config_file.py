@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from common_data.errors import UserError
+from common_data.util.errors import UserError
 
 SECTIONS = ("train", "beam", "verdict")
 # flags a file does not set: a run record keeps their values for the record only

@@ -9,11 +9,11 @@ their own groups.
 import argparse
 import os
 
-from common_data.batching import BatchConfig
+from common_data.training.batching import BatchConfig
 from common_data.cli.command import add_debug_argument
 from common_data.cli.config_file import add_config_argument, parse_args_with_config
-from common_data.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
-from common_data.schedule import SCHEDULERS
+from common_data.model.gpt2_config import ADAPTER_TARGETS, ADAPTERS, JELLY_MODES, MODEL_CARDS
+from common_data.training.schedule import SCHEDULERS
 
 DROPOUT_RNGS = ("framework", "shared")
 

@@ -4,11 +4,11 @@ import sys
 import time
 
 from common_data.cli.command import add_debug_argument, command
-from common_data.download import DOWNLOADS, download, downloads_dir, url_of
-from common_data.encoding import load_tokenizer, write_encoded
-from common_data.jsonl import read_jsonl
-from common_data.pipeline import DEFAULT_OUT_ROOT, DEFAULT_RATIO, DEFAULT_SEED, prepare
-from common_data.sources import DATASETS
+from common_data.data.download import DOWNLOADS, download, downloads_dir, url_of
+from common_data.data.encoding import load_tokenizer, write_encoded
+from common_data.util.jsonl import read_jsonl
+from common_data.data.pipeline import DEFAULT_OUT_ROOT, DEFAULT_RATIO, DEFAULT_SEED, prepare
+from common_data.data.sources import DATASETS
 
 
 def run_prepare(args):

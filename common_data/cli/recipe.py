@@ -1,4 +1,4 @@
-"""`python -m common_data.cli.recipe FILE`: the values of a recipe for the pipeline scripts (common_data/scripts/
+"""`python -m common_data.cli.recipe FILE`: the values of a recipe for the pipeline scripts (scripts/
 steps.sh), one line `SECTION<TAB>KEY<TAB>VALUE` each, after checking every key against its command's flags.
 
 A recipe (recipes/) has two sections of flag values, `train:` for gpt2_ft.py and `beam:` for gpt2_beam.py, and may

@@ -4,8 +4,8 @@
 import dataclasses
 from pathlib import Path
 
-from common_data.checkpoint import load_tensors, model_checkpoint_path
-from common_data.resume import Progress, trainer_checkpoint_place
+from common_data.model.checkpoint import load_tensors, model_checkpoint_path
+from common_data.training.resume import Progress, trainer_checkpoint_place
 
 
 @dataclasses.dataclass(frozen=True)

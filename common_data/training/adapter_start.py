@@ -5,7 +5,7 @@ The checkpoint's adapter configuration replaces the flags that describe the adap
 --lora_alpha, --lora_targets, --use_rslora, --jelly_mode), so that run.json records what trains; --lora_dropout
 and everything else stay the flags'.
 """
-from common_data.checkpoint import CheckpointError, check_config, configs_from_metadata, load_model_checkpoint
+from common_data.model.checkpoint import CheckpointError, check_config, configs_from_metadata, load_model_checkpoint
 
 
 def adopt_adapter_checkpoint(args, config):

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from common_data.runlog import MetricsLog, RunRecord
+from common_data.training.runlog import MetricsLog, RunRecord
 
 HEADINGS = ("Summary", "Verdict", "Loss curves", "Beam outputs", "Samples", "Peak memory", "Runtime", "Inputs")
 STEPS = range(10, 210, 10)
@@ -12,7 +12,7 @@ MIB = 2 ** 20
 
 
 def write_run(folder, framework, loss_offsets, peak_mib, switch_step=None, evaluate_at_start=False):
-    """A run folder as our trainer (NLG_pytorch/src/gpt2_ft.py) writes it, through common_data.runlog:
+    """A run folder as our trainer (NLG_pytorch/src/gpt2_ft.py) writes it, through common_data.training.runlog:
     20 training steps, 2 evaluations and checkpoints, the training loss moved by loss_offsets {step: offset};
     with switch_step a JELLY seq2par run that turns parallel there; evaluate_at_start adds a step-0 evaluation. Beside it gpt2_beam.py's run.beam.json (half
     the peak memory) and the pipeline scripts' timings.tsv."""

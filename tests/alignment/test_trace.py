@@ -13,9 +13,9 @@ from matplotlib.image import imread
 
 from alignment import trace
 from alignment.cli import main
-from common_data.checkpoint import load_tensors
-from common_data.jsonl import read_jsonl, write_jsonl
-from common_data.paths import REPO_ROOT
+from common_data.model.checkpoint import load_tensors
+from common_data.util.jsonl import read_jsonl, write_jsonl
+from common_data.util.paths import REPO_ROOT
 from NLG_pytorch.src import trace_hooks
 
 

@@ -11,8 +11,8 @@ from alignment.replay import default_envelope_path, envelope_matches, recipe_key
 from alignment.runs import read_run
 from alignment.verdict import judge, read_envelope, replay_folder
 from alignment.verdict_report import shown_path
-from common_data.paths import REPO_ROOT
-from common_data.runlog import MetricsLog, RunRecord
+from common_data.training.runlog import MetricsLog, RunRecord
+from common_data.util.paths import REPO_ROOT
 
 STEPS = 200
 K = 20

@@ -1,8 +1,8 @@
-"""common_data.adapter_math.adalora.Budget.allocate: which triplets it keeps, and the gap it reports at the threshold."""
+"""common_data.model.adapter_math.adalora.Budget.allocate: which triplets it keeps, and the gap it reports at the threshold."""
 import numpy as np
 import pytest
 
-from common_data.adapter_math.adalora import AllocatorConfig, Budget
+from common_data.model.adapter_math.adalora import AllocatorConfig, Budget
 
 CONFIG = AllocatorConfig(target_r=1, tinit=2, tfinal=2, delta_t=1, beta1=0.85, beta2=0.85, orth_reg_weight=0.5,
                          total_step=10)

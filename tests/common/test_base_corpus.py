@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from common_data.base_corpus import corpus_rows, main, write_base_corpus
-from common_data.batching import load_encoded, make_example
-from common_data.errors import DataFormatError
+from common_data.cli.base_corpus import main
+from common_data.data.base_corpus import corpus_rows, write_base_corpus
+from common_data.training.batching import load_encoded, make_example
+from common_data.util.errors import DataFormatError
 
 
 def write_encoded(path, rows):

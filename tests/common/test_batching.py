@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from common_data.batching import (BatchConfig, collate, epoch_order, eval_batches, load_encoded, make_examples,
+from common_data.training.batching import (BatchConfig, collate, epoch_order, eval_batches, load_encoded, make_examples,
                                   num_train_batches, train_batches)
-from common_data.errors import DataFormatError
+from common_data.util.errors import DataFormatError
 
 
 @pytest.fixture(scope="module")

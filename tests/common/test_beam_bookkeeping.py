@@ -3,7 +3,7 @@ the prediction file and the command line."""
 import numpy as np
 import pytest
 
-from common_data.beam import (PAD, BeamBatch, BeamSettings, banned_ngram_tokens, length_batches, prediction_rows,
+from common_data.decoding.beam import (PAD, BeamBatch, BeamSettings, banned_ngram_tokens, length_batches, prediction_rows,
                               query_tokens, unique_queries)
 from common_data.cli.beam_args import build_parser, eos_token_ids, parse_args
 

@@ -2,7 +2,7 @@
 import pytest
 
 from common_data.cli.command import command, output_folder
-from common_data.errors import DataFormatError, UserError
+from common_data.util.errors import DataFormatError, UserError
 
 
 @command("demo")

@@ -4,8 +4,8 @@ import shutil
 import pytest
 
 from common_data.cli import nlg_data
-from common_data.formats import read_e2e_csv
-from common_data.jsonl import read_jsonl
+from common_data.data.formats import read_e2e_csv
+from common_data.util.jsonl import read_jsonl
 
 
 @pytest.fixture

@@ -5,10 +5,11 @@ import sys
 
 import pytest
 
-from common_data.decode import main, post_process, tokenize_words
-from common_data.encoding import encode_rows, load_tokenizer
-from common_data.jsonl import write_jsonl
-from common_data.paths import REPO_ROOT
+from common_data.cli.decode import main
+from common_data.decoding.decode import post_process, tokenize_words
+from common_data.data.encoding import encode_rows, load_tokenizer
+from common_data.util.jsonl import write_jsonl
+from common_data.util.paths import REPO_ROOT
 
 SCRIPTS = [REPO_ROOT / "NLG_pytorch/src/gpt2_decode.py", REPO_ROOT / "NLG_jittor/src/gpt2_decode.py"]
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from common_data.cli import nlg_data
-from common_data.download import DOWNLOADS, DownloadError, download, url_of
+from common_data.data.download import DOWNLOADS, DownloadError, download, url_of
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -2,8 +2,8 @@
 import pytest
 
 from common_data.cli import nlg_data
-from common_data.encoding import END_OF_TEXT, decode, encode_rows, load_tokenizer
-from common_data.jsonl import read_jsonl
+from common_data.data.encoding import END_OF_TEXT, decode, encode_rows, load_tokenizer
+from common_data.util.jsonl import read_jsonl
 
 
 @pytest.fixture(scope="module")

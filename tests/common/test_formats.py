@@ -4,11 +4,11 @@ import shutil
 
 import pytest
 
-from common_data.e2e_text import tokenize_reference
-from common_data.errors import DataFormatError
-from common_data.formats import (read_dart_json, read_e2e_csv, read_e2e_txt, read_formatted, read_webnlg_json,
+from common_data.data.e2e_text import tokenize_reference
+from common_data.util.errors import DataFormatError
+from common_data.data.formats import (read_dart_json, read_e2e_csv, read_e2e_txt, read_formatted, read_webnlg_json,
                                  read_webnlg_xml)
-from common_data.jsonl import read_jsonl, write_jsonl
+from common_data.util.jsonl import read_jsonl, write_jsonl
 
 
 def test_e2e_csv_reproduces_lora_valid_txt(shared):

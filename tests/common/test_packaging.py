@@ -2,7 +2,7 @@
 forgets, a wheel does not."""
 import tomllib
 
-from common_data.paths import REPO_ROOT
+from common_data.util.paths import REPO_ROOT
 
 
 def test_every_package_folder_is_listed_in_pyproject():

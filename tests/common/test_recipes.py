@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from common_data.cli.recipe import recipe_values
-from common_data.paths import REPO_ROOT
+from common_data.util.paths import REPO_ROOT
 
 RECIPES = sorted((REPO_ROOT / "recipes").rglob("*.yaml"))
 DATASETS = ("e2e", "webnlg", "dart")
@@ -112,7 +112,7 @@ def test_the_regularised_variant_adds_the_papers_dropout_and_smoothing_with_shar
 
 def pipeline_flags(*options, **variables):
     """{flag: value} that the pipeline scripts pass to gpt2_ft.py (train) and gpt2_beam.py (beam)."""
-    script = ('source common_data/scripts/steps.sh; parse_options "$@"; set_defaults; '
+    script = ('source scripts/steps.sh; parse_options "$@"; set_defaults; '
               'set_flags "${TRAIN_FLAGS[@]}"; echo "TRAIN ${FLAGS[*]} --config $RECIPE"; '
               'set_flags "${BEAM_FLAGS[@]}"; echo "BEAM ${FLAGS[*]} --config $RECIPE"')
     result = subprocess.run(["bash", "-c", script, "steps", *options], capture_output=True, text=True,
@@ -162,7 +162,7 @@ def test_init_checkpoint_selects_the_paper_recipe_and_recipe_another(tmp_path):
 def test_the_pipeline_stops_on_a_bad_recipe(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("train:\n  lr: fast\nbeam: {}\n", encoding="utf-8")
-    result = subprocess.run(["common_data/scripts/steps.sh", "train", "--recipe", str(recipe)], capture_output=True,
+    result = subprocess.run(["scripts/steps.sh", "train", "--recipe", str(recipe)], capture_output=True,
                             text=True, cwd=REPO_ROOT)
     assert result.returncode == 2
     assert f"{recipe}: train: key 'lr': expected a number, got 'fast'" in result.stderr
@@ -173,7 +173,7 @@ def test_validation_rows_are_spread_over_the_split(tmp_path):
     (tmp_path / "valid.jsonl").write_text("".join(lines))
 
     def spread(n):
-        result = subprocess.run(["bash", "-c", 'source common_data/scripts/steps.sh; spread_rows "$@"', "steps", str(n),
+        result = subprocess.run(["bash", "-c", 'source scripts/steps.sh; spread_rows "$@"', "steps", str(n),
                                  str(tmp_path / "valid.jsonl")], capture_output=True, text=True, cwd=REPO_ROOT)
         assert result.returncode == 0, result.stderr
         return result.stdout.split()

@@ -1,14 +1,14 @@
-"""common_data/scripts/reproduce.sh and compare.sh refuse what they cannot run before they start any stage, and stop
+"""scripts/reproduce.sh and compare.sh refuse what they cannot run before they start any stage, and stop
 at the first stage that fails, naming it, each error printed once."""
 import shutil
 import subprocess
 
 import pytest
 
-from common_data.paths import REPO_ROOT
+from common_data.util.paths import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "common_data/scripts/reproduce.sh"
-COMPARE = REPO_ROOT / "common_data/scripts/compare.sh"
+SCRIPT = REPO_ROOT / "scripts/reproduce.sh"
+COMPARE = REPO_ROOT / "scripts/compare.sh"
 
 
 def run(tmp_path, script=SCRIPT, **variables):
@@ -64,13 +64,13 @@ exit 2
 
 def stub_tree(tmp_path, base_step, pipeline):
     """A copy of the scripts in tmp_path with stubs for what they run: environments/run (succeeds),
-    common_data/scripts/steps.sh (base_step) and NLG_*/scripts/pipeline.sh (pipeline); each stub appends its
+    scripts/steps.sh (base_step) and NLG_*/scripts/pipeline.sh (pipeline); each stub appends its
     name to ran.txt."""
-    scripts = tmp_path / "common_data/scripts"
+    scripts = tmp_path / "scripts"
     scripts.mkdir(parents=True)
     for name in ("reproduce.sh", "compare.sh", "stages.sh"):
-        shutil.copy(REPO_ROOT / "common_data/scripts" / name, scripts / name)
-    stubs = {"environments/run": "#!/usr/bin/env bash\n", "common_data/scripts/steps.sh": base_step,
+        shutil.copy(REPO_ROOT / "scripts" / name, scripts / name)
+    stubs = {"environments/run": "#!/usr/bin/env bash\n", "scripts/steps.sh": base_step,
              "NLG_pytorch/scripts/pipeline.sh": pipeline, "NLG_jittor/scripts/pipeline.sh": pipeline}
     for path, text in stubs.items():
         stub = tmp_path / path
@@ -86,9 +86,9 @@ def ran(tmp_path):
 
 def test_reproduce_stops_at_a_failed_base_stage_and_prints_its_error_once(tmp_path):
     stub_tree(tmp_path, FAILING_STEP, "#!/usr/bin/env bash\n")
-    done = run(tmp_path, tmp_path / "common_data/scripts/reproduce.sh", DATASETS="e2e", RECIPE="bad.yaml")
+    done = run(tmp_path, tmp_path / "scripts/reproduce.sh", DATASETS="e2e", RECIPE="bad.yaml")
     assert done.returncode == 2
-    assert ran(tmp_path) == ["environments/run", "common_data/scripts/steps.sh"]
+    assert ran(tmp_path) == ["environments/run", "scripts/steps.sh"]
     assert done.stderr.count("RECIPE=bad.yaml cannot be used") == 1
     assert done.stderr.strip().splitlines()[-1] == \
         "==== reproduce: stage base failed (exit status 2, its error above); no later stage ran"
@@ -97,7 +97,7 @@ def test_reproduce_stops_at_a_failed_base_stage_and_prints_its_error_once(tmp_pa
 @pytest.mark.parametrize("parallel", ["1", "0"])
 def test_reproduce_stops_at_a_failed_dataset_stage_and_prints_its_error_once(tmp_path, parallel):
     stub_tree(tmp_path, FAILING_STEP, FAILING_PIPELINE)
-    done = run(tmp_path, tmp_path / "common_data/scripts/reproduce.sh", DATASETS="e2e webnlg", RECIPE="bad.yaml",
+    done = run(tmp_path, tmp_path / "scripts/reproduce.sh", DATASETS="e2e webnlg", RECIPE="bad.yaml",
                INIT_CHECKPOINT="gpt2-medium.safetensors", PARALLEL=parallel)
     assert done.returncode != 0
     assert ran(tmp_path) == ["environments/run", "NLG_pytorch/scripts/pipeline.sh",
@@ -112,8 +112,8 @@ def test_reproduce_stops_at_a_failed_dataset_stage_and_prints_its_error_once(tmp
 
 def test_compare_stops_at_a_failed_base_stage(tmp_path):
     stub_tree(tmp_path, FAILING_STEP, "#!/usr/bin/env bash\n")
-    done = run(tmp_path, tmp_path / "common_data/scripts/compare.sh", METHODS="lora dora")
+    done = run(tmp_path, tmp_path / "scripts/compare.sh", METHODS="lora dora")
     assert done.returncode == 2
-    assert ran(tmp_path) == ["environments/run", "common_data/scripts/steps.sh"]
+    assert ran(tmp_path) == ["environments/run", "scripts/steps.sh"]
     assert done.stderr.strip().splitlines()[-1] == \
         "==== compare: stage base failed (exit status 2, its error above); no later stage ran"

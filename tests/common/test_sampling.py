@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import sample_datasets
-from common_data.pipeline import load_dataset, sample_dataset
-from common_data.sampling import count_table, group_sizes, group_types, sample_rows, split_rng
+from common_data.data.pipeline import load_dataset, sample_dataset
+from common_data.data.sampling import count_table, group_sizes, group_types, sample_rows, split_rng
 
 RATIO = 0.18
 

@@ -1,12 +1,12 @@
-"""Saves that a crash, a kill or a full disk cannot tear: common_data/atomic.py and common_data/checkpoint.py. The
+"""Saves that a crash, a kill or a full disk cannot tear: common_data/util/atomic.py and common_data/model/checkpoint.py. The
 trainers' side (a full disk at a checkpoint, the temporary files of a killed run) is in tests/torch/test_bad_input.py
 and tests/jittor/test_jittor_bad_input.py."""
 import os
 
 import numpy as np
 
-from common_data import atomic
-from common_data.checkpoint import (load_model_checkpoint, remove_interrupted_saves, save_model_checkpoint,
+from common_data.util import atomic
+from common_data.model.checkpoint import (load_model_checkpoint, remove_interrupted_saves, save_model_checkpoint,
                                     save_tensors)
 
 

@@ -10,7 +10,7 @@ The detection limit in docs/verdicts.md was measured with it: for a PyTorch run 
 """
 import sys
 
-from common_data.schedule import learning_rate
+from common_data.training.schedule import learning_rate
 from NLG_jittor.src import adapters, gpt2_ft, optimizer
 
 

@@ -6,8 +6,8 @@ import sys
 from dataclasses import asdict
 
 from bench import jittor_profile, workload
-from common_data.encoding import encode_rows, load_tokenizer
-from common_data.jsonl import read_jsonl, write_jsonl
+from common_data.data.encoding import encode_rows, load_tokenizer
+from common_data.util.jsonl import read_jsonl, write_jsonl
 
 
 def test_worker_writes_a_training_measurement(shared, tmp_path):

@@ -12,10 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from common_data.checkpoint import load_tensors, save_tensors
-from common_data.gpt2_config import AdapterConfig, base_param_shapes, config_for_card
-from common_data.init_params import init_adapter_params
-from common_data.paths import REPO_ROOT
+from common_data.model.checkpoint import load_tensors, save_tensors
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
+from common_data.model.plan import base_param_shapes
+from common_data.model.init_params import init_adapter_params
+from common_data.util.paths import REPO_ROOT
 from NLG_jittor.src import probe
 
 CARD = "gpt2.tiny"

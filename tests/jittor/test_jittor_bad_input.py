@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from common_data.checkpoint import checkpoint_steps, load_model_checkpoint
-from common_data.paths import REPO_ROOT
-from common_data.runlog import read_metrics
+from common_data.model.checkpoint import checkpoint_steps, load_model_checkpoint
+from common_data.util.paths import REPO_ROOT
+from common_data.training.runlog import read_metrics
 from NLG_jittor.src import gpt2_ft
 
 TRAINER = REPO_ROOT / "NLG_jittor" / "src" / "gpt2_ft.py"

@@ -12,15 +12,16 @@ import jittor as jt
 import numpy as np
 import pytest
 
-from common_data.beam import BeamSettings, banned_ngram_tokens, unique_queries
-from common_data.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint, save_tensors
-from common_data.gpt2_config import AdapterConfig, GPT2Config, config_for_card
-from common_data.init_params import init_adapter_params
-from common_data.jsonl import read_jsonl, write_jsonl
-from common_data.paths import REPO_ROOT
-from common_data.synthetic_model import peaked_arrays
+from common_data.decoding.beam import BeamSettings, banned_ngram_tokens, unique_queries
+from common_data.model.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint, save_tensors
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config, config_for_card
+from common_data.model.init_params import init_adapter_params
+from common_data.util.jsonl import read_jsonl, write_jsonl
+from common_data.util.paths import REPO_ROOT
+from common_data.model.synthetic_model import peaked_arrays
 from NLG_jittor.src import gpt2_beam
-from NLG_jittor.src.beam_search import generate, log_softmax
+from NLG_jittor.src.beam_search import generate
+from NLG_jittor.src.ops import log_softmax
 
 SMALL = GPT2Config(vocab_size=2048, n_embd=64, n_layer=2, n_head=4, n_positions=128)
 RECIPE = BeamSettings(beam=4, eval_len=40, length_penalty=0.8, no_repeat_ngram_size=4)
@@ -30,10 +31,10 @@ CARD = "gpt2.tiny"
 TORCH_GENERATE = """
 import json, sys
 import torch
-from common_data.beam import BeamSettings
-from common_data.checkpoint import load_tensors
-from common_data.gpt2_config import GPT2Config
-from common_data.jsonl import read_jsonl, write_jsonl
+from common_data.decoding.beam import BeamSettings
+from common_data.model.checkpoint import load_tensors
+from common_data.model.gpt2_config import GPT2Config
+from common_data.util.jsonl import read_jsonl, write_jsonl
 from NLG_pytorch.src.beam_search import generate
 from NLG_pytorch.src.gpt2_beam import decoding_model
 torch.set_num_threads(1)
@@ -100,8 +101,8 @@ def lora_score(model, prompt, tokens, settings):
 
 
 def test_beam_search_equals_torch_up_to_ties(tmp_path, arrays, contexts):
-    model = gpt2_beam.decoding_model(SMALL, arrays)
-    found = generate(model, contexts, RECIPE, batch_size=32, progress=False)
+    model = gpt2_beam.decoding_model(SMALL, arrays, "cpu")
+    found = generate(model, contexts, RECIPE, batch_size=32, device="cpu", progress=False)
     expected = torch_generate(tmp_path, arrays, contexts, RECIPE, 32)
     differing = [i for i, (a, b) in enumerate(zip(found, expected)) if a != b]
     assert len(found) == 200 and len(differing) <= 2, differing
@@ -114,7 +115,7 @@ def test_beam_search_equals_torch_up_to_ties(tmp_path, arrays, contexts):
 
 def test_greedy_search_equals_torch(tmp_path, arrays, contexts):
     settings = BeamSettings(beam=1, eval_len=32, no_repeat_ngram_size=4)
-    found = generate(gpt2_beam.decoding_model(SMALL, arrays), contexts[:16], settings, 8, progress=False)
+    found = generate(gpt2_beam.decoding_model(SMALL, arrays, "cpu"), contexts[:16], settings, 8, "cpu", progress=False)
     assert found == torch_generate(tmp_path, arrays, contexts[:16], settings, 8)
 
 

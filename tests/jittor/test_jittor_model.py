@@ -6,12 +6,14 @@ import jittor as jt
 import numpy as np
 import pytest
 
-from common_data.gpt2_config import AdapterConfig, GPT2Config, base_param_shapes
-from common_data.init_params import init_adapter_params, init_base_params
-from common_data.merge import merge_adapter_arrays
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.plan import base_param_shapes
+from common_data.model.init_params import init_adapter_params, init_base_params
+from common_data.model.merge import merge_adapter_arrays
 from NLG_jittor.src.adapters import (adapter_mode, adapter_state_dict, mark_only_adapter_as_trainable, merge_adapters,
                                      switch_to_parallel, unmerge_adapters)
-from NLG_jittor.src.model import GPT2LMModel, WeightedTokenLoss
+from NLG_jittor.src.model import GPT2LMModel
+from NLG_jittor.src.ops import WeightedTokenLoss
 from NLG_jittor.src.optimizer import AdamW
 
 CONFIG = GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)

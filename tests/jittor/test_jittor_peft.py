@@ -8,10 +8,10 @@ import jittor as jt
 import numpy as np
 
 import model_process
-from common_data.checkpoint import checkpoint_metadata, load_model_checkpoint, save_model_checkpoint, save_tensors
-from common_data.gpt2_config import AdapterConfig, GPT2Config
-from common_data.init_params import init_base_params
-from common_data.paths import REPO_ROOT
+from common_data.model.checkpoint import checkpoint_metadata, load_model_checkpoint, save_model_checkpoint, save_tensors
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.init_params import init_base_params
+from common_data.util.paths import REPO_ROOT
 from NLG_jittor.src.model import GPT2LMModel
 
 TOLERANCE = 1e-5

@@ -16,12 +16,12 @@ import jittor as jt
 import numpy as np
 import pytest
 
-from common_data.checkpoint import load_model_checkpoint, load_tensors, trainer_checkpoint_path
-from common_data.encoding import encode_rows, load_tokenizer
-from common_data.jsonl import read_jsonl, write_jsonl
-from common_data.paths import REPO_ROOT
-from common_data.resume import newest_resumable_step
-from common_data.runlog import read_metrics
+from common_data.model.checkpoint import load_model_checkpoint, load_tensors, trainer_checkpoint_path
+from common_data.data.encoding import encode_rows, load_tokenizer
+from common_data.util.jsonl import read_jsonl, write_jsonl
+from common_data.util.paths import REPO_ROOT
+from common_data.training.resume import newest_resumable_step
+from common_data.training.runlog import read_metrics
 from NLG_jittor.src import gpt2_ft
 from NLG_jittor.src.distributed import Ranks
 from NLG_jittor.src.rng_state import restore_rng_state, rng_state_arrays

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from alignment import trace
-from common_data.checkpoint import load_tensors
-from common_data.paths import REPO_ROOT
+from common_data.model.checkpoint import load_tensors
+from common_data.util.paths import REPO_ROOT
 from common_data.trace.start import training_start
-from NLG_jittor.src import model as jittor_model
+from NLG_jittor.src import ops as jittor_ops
 from NLG_jittor.src import trace_hooks
 from NLG_jittor.src.model import CausalSelfAttention
 from NLG_jittor.src.optimizer import AdamW, adamw_from_args
@@ -62,26 +62,26 @@ def layer_norm_eps(model, params, args):
 
 def exact_gelu(model, params, args):
     mlp = model.h[1].mlp
-    mlp.execute = lambda x: mlp.c_proj(jittor_model.nn.gelu(mlp.c_fc(x)))
+    mlp.execute = lambda x: mlp.c_proj(jittor_ops.nn.gelu(mlp.c_fc(x)))
 
 
 def attention_scale_off_by_one(model, params, args):
     """Every attention divides its scores by sqrt(head_dim + 1) instead of sqrt(head_dim)."""
-    shipped = jittor_model.scaled_dot_product_attention
+    shipped = jittor_ops.attention
 
-    def off_by_one(query, key, value, attn_mask=None, is_causal=False):
+    def off_by_one(query, key, value, mask=None):
         head_dim = query.shape[-1]
-        return shipped(query * math.sqrt(head_dim / (head_dim + 1)), key, value, attn_mask, is_causal)
+        return shipped(query * math.sqrt(head_dim / (head_dim + 1)), key, value, mask)
 
     for block in model.h:
         attention = block.attn
 
         def execute(x, past=None, mask=None, attention=attention):
-            jittor_model.scaled_dot_product_attention = off_by_one
+            jittor_ops.attention = off_by_one
             try:
                 return CausalSelfAttention.execute(attention, x, past, mask)
             finally:
-                jittor_model.scaled_dot_product_attention = shipped
+                jittor_ops.attention = shipped
 
         attention.execute = execute
 
@@ -94,7 +94,7 @@ def lora_scale_squared_on_v(model, params, args):
         start, stop = layer.slices["v"]
         columns = np.ones(layer.weight.shape[1], np.float32)
         columns[start:stop] = 1.0 / layer.lora_A["v"].shape[0]
-        layer.low_rank_update = lambda x, shipped=shipped, columns=columns: shipped(x) * jittor_model.jt.array(columns)
+        layer.low_rank_update = lambda x, shipped=shipped, columns=columns: shipped(x) * jittor_ops.jt.array(columns)
 
 
 def adamw_without_bias_correction(model, params, args):

@@ -15,11 +15,11 @@ from alignment.cli import main as alignment_main
 from alignment.runs import read_run
 from alignment.verdict import judge, replay_folder
 from alignment.verdict_report import trace_command
-from common_data.checkpoint import save_tensors, trainer_checkpoint_path
-from common_data.gpt2_config import config_for_card
-from common_data.init_params import init_base_params
-from common_data.jsonl import write_jsonl
-from common_data.paths import REPO_ROOT
+from common_data.model.checkpoint import save_tensors, trainer_checkpoint_path
+from common_data.model.gpt2_config import config_for_card
+from common_data.model.init_params import init_base_params
+from common_data.util.jsonl import write_jsonl
+from common_data.util.paths import REPO_ROOT
 
 PLANTED_BUGS = Path(__file__).with_name("planted_bugs.py")
 TOLERANCE = 1e-4

@@ -1,7 +1,7 @@
 import pytest
 
-from common_data.encoding import encode_rows, load_tokenizer
-from common_data.jsonl import read_jsonl, write_jsonl
+from common_data.data.encoding import encode_rows, load_tokenizer
+from common_data.util.jsonl import read_jsonl, write_jsonl
 
 
 @pytest.fixture(scope="session")

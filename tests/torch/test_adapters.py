@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from common_data.gpt2_config import AdapterConfig, GPT2Config
-from common_data.init_params import init_adapter_params
-from common_data.merge import merge_adapter_arrays
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.init_params import init_adapter_params
+from common_data.model.merge import merge_adapter_arrays
 from NLG_pytorch.src.adapters import (adapter_mode, adapter_state_dict, mark_only_adapter_as_trainable,
                                       merge_adapters, switch_to_parallel, unmerge_adapters)
 from NLG_pytorch.src.model import GPT2LMModel

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from common_data.checkpoint import checkpoint_steps, load_model_checkpoint
+from common_data.model.checkpoint import checkpoint_steps, load_model_checkpoint
 from common_data.cli.command import USER_ERRORS
-from common_data.paths import REPO_ROOT
+from common_data.util.paths import REPO_ROOT
 from NLG_pytorch.src import gpt2_ft
 
 TRAINER = REPO_ROOT / "NLG_pytorch" / "src" / "gpt2_ft.py"

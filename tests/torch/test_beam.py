@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from common_data.beam import BeamSettings, unique_queries
-from common_data.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint, save_tensors
-from common_data.gpt2_config import AdapterConfig, GPT2Config, config_for_card
-from common_data.init_params import init_adapter_params
-from common_data.jsonl import read_jsonl, write_jsonl
-from common_data.synthetic_model import peaked_arrays
+from common_data.decoding.beam import BeamSettings, unique_queries
+from common_data.model.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint, save_tensors
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config, config_for_card
+from common_data.model.init_params import init_adapter_params
+from common_data.util.jsonl import read_jsonl, write_jsonl
+from common_data.model.synthetic_model import peaked_arrays
 from NLG_pytorch.src import gpt2_beam
 from NLG_pytorch.src.beam_bench import hf_model, hf_search
 from NLG_pytorch.src.beam_search import generate

@@ -10,8 +10,8 @@ import torch
 from bench import report, workload
 from bench.__main__ import main as bench_main
 from bench.hf_worker import hf_labels, hf_model
-from common_data import batching
-from common_data.gpt2_config import AdapterConfig, config_for_card
+from common_data.training import batching
+from common_data.model.gpt2_config import AdapterConfig, config_for_card
 from NLG_pytorch.src.model import GPT2LMModel
 
 RECORD_KEYS = {"task", "impl", "device", "config", "metric", "value", "ratio_to_ours_torch", "samples", "spread",

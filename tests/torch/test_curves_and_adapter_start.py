@@ -6,11 +6,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import model_process
 from alignment.cli import tensorboard_line
 from alignment.report import DatasetInputs
-from common_data.checkpoint import save_tensors
-from common_data.gpt2_config import config_for_card
-from common_data.init_params import init_base_params
-from common_data.runlog import read_metrics
-from common_data.tensorboard_log.curves import TAGS
+from common_data.model.checkpoint import save_tensors
+from common_data.model.gpt2_config import config_for_card
+from common_data.model.init_params import init_base_params
+from common_data.training.runlog import read_metrics
+from common_data.training.tensorboard_log.curves import TAGS
 from NLG_pytorch.src import gpt2_ft
 
 

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from common_data.checkpoint import load_model_checkpoint
-from common_data.runlog import read_metrics
+from common_data.model.checkpoint import load_model_checkpoint
+from common_data.training.runlog import read_metrics
 from NLG_pytorch.src import gpt2_ft
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common_data.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
 from common_data.training.dropout_masks import module_key
 from NLG_pytorch.src.dropout import SharedDropout, use_shared_masks
 from NLG_pytorch.src.model import GPT2LMModel

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 
 from alignment import replay
-from common_data.checkpoint import load_tensors
-from common_data.gpt2_config import config_for_card
-from common_data.init_params import init_base_params
+from common_data.model.checkpoint import load_tensors
+from common_data.model.gpt2_config import config_for_card
+from common_data.model.init_params import init_base_params
 
 # a product of GPT-2's c_attn shape (tiny card), its float32 bytes on stdout
 PRODUCT = ("import sys, torch; torch.manual_seed(0); a = torch.randn(64, 256); b = torch.randn(256, 768); "

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from bench import gpu_check
-from common_data.paths import REPO_ROOT
+from common_data.util.paths import REPO_ROOT
 
 STAGES = ["precision", "train_fp32", "train_bf16", "align", "decode", "verdict"]
 

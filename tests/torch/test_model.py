@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from common_data.gpt2_config import MODEL_CARDS, AdapterConfig, GPT2Config, config_for_card
-from common_data.init_params import init_adapter_params, init_base_params
+from common_data.model.gpt2_config import MODEL_CARDS, AdapterConfig, GPT2Config, config_for_card
+from common_data.model.init_params import init_adapter_params, init_base_params
 from NLG_pytorch.src.model import GPT2LMModel
 
 CONFIG = GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)

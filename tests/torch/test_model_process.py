@@ -8,8 +8,8 @@ import pytest
 import torch
 import transformers
 
-from common_data.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint
-from common_data.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
 from NLG_pytorch.src.adapters import adapter_mode, switch_to_parallel
 from NLG_pytorch.src.model import GPT2LMModel
 

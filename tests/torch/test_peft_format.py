@@ -11,11 +11,11 @@ import torch
 import transformers
 
 import model_process
-from common_data.adapter_math.adalora import AllocatorConfig
-from common_data.checkpoint import checkpoint_metadata, load_model_checkpoint, load_tensors, save_model_checkpoint
-from common_data.gpt2_config import AdapterConfig, GPT2Config
-from common_data.init_params import init_base_params
-from common_data.checkpoint import save_tensors
+from common_data.model.adapter_math.adalora import AllocatorConfig
+from common_data.model.checkpoint import checkpoint_metadata, load_model_checkpoint, load_tensors, save_model_checkpoint
+from common_data.model.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.init_params import init_base_params
+from common_data.model.checkpoint import save_tensors
 from NLG_pytorch.src.adapters import RankAllocator, mark_only_adapter_as_trainable
 from NLG_pytorch.src.model import GPT2LMModel
 

@@ -15,9 +15,9 @@ import torch
 import transformers
 from torch.nn import functional as F
 
-from common_data.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint
-from common_data.adapter_math.adalora import AllocatorConfig
-from common_data.gpt2_config import ADAPTER_TARGETS, AdapterConfig, GPT2Config
+from common_data.model.checkpoint import checkpoint_metadata, load_tensors, save_model_checkpoint
+from common_data.model.adapter_math.adalora import AllocatorConfig
+from common_data.model.gpt2_config import ADAPTER_TARGETS, AdapterConfig, GPT2Config
 from NLG_pytorch.src.adapters import (RankAllocator, adapter_mode, mark_only_adapter_as_trainable,
                                       orthogonal_regularisation)
 from NLG_pytorch.src.model import GPT2LMModel

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from common_data.checkpoint import save_model_checkpoint
+from common_data.model.checkpoint import save_model_checkpoint
 from common_data.cli.ft_args import build_parser
-from common_data.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
+from common_data.training.resume import Progress, load_trainer_state, newest_resumable_step, save_trainer_state
 
 
 def test_progress_survives_its_json_form_with_infinite_and_nan_fields():

@@ -6,8 +6,8 @@ import subprocess
 import psutil
 import pytest
 
-from common_data import runlog
-from common_data.runlog import AdapterLine, EvalLine, MetricsLog, RunRecord, TrainLine, parse_line, read_metrics
+from common_data.training import runlog
+from common_data.training.runlog import AdapterLine, EvalLine, MetricsLog, RunRecord, TrainLine, parse_line, read_metrics
 
 SEED_LOGS = ["torch_e2e_train.log", "jittor_e2e_train.log"]
 

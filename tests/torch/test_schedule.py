@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from common_data.runlog import TrainLine, parse_log
-from common_data.schedule import learning_rate
+from common_data.training.runlog import TrainLine, parse_log
+from common_data.training.schedule import learning_rate
 
 
 def test_linear_schedule_reproduces_every_lr_of_the_seed_log(shared):

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from common_data.checkpoint import load_model_checkpoint, load_tensors
-from common_data.resume import newest_resumable_step
-from common_data.runlog import AdapterLine, EvalLine, TrainLine, parse_line, read_metrics
-from common_data.schedule import learning_rate
+from common_data.model.checkpoint import load_model_checkpoint, load_tensors
+from common_data.training.resume import newest_resumable_step
+from common_data.training.runlog import AdapterLine, EvalLine, TrainLine, parse_line, read_metrics
+from common_data.training.schedule import learning_rate
 from common_data.cli.ft_args import parse_args
 from NLG_pytorch.src import gpt2_ft, probe
 from NLG_pytorch.src.distributed import init_ranks

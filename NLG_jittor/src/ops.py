@@ -1,0 +1,311 @@
+"""The framework operations the model, the adapters and beam search use (Jittor).
+
+NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
+Jittor lacks (their C sources in kernels/): a multithreaded batched matmul, the token loss's gradient, and
+sums over the vocabulary in float64 (Jittor sums in the input's precision one element after another).
+"""
+import math
+from pathlib import Path
+
+import jittor as jt
+import numpy as np
+from jittor import nn
+
+KERNELS = Path(__file__).resolve().parent / "kernels"
+# top_k splits rows into blocks of this many scores
+TOP_K_BLOCK = 64
+
+
+def kernel_source(name):
+    """The C source of kernels/<name>.cc without its leading comment lines."""
+    lines = (KERNELS / f"{name}.cc").read_text().splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("//"))
+
+
+BATCHED_MATMUL_SRC = kernel_source("batched_matmul")
+TOKEN_LOSS_GRAD_SRC = kernel_source("token_loss_grad")
+
+
+def cpu_matmul(a, b):
+    """a @ b over [..., n, m] x [..., m, k] (float32) in one multithreaded CPU kernel: Jittor's own CPU batched
+    matmul is a broadcast, a multiply and a sum, compiled for one thread. A jt.code op reads its inputs
+    contiguous, so a transposed operand is copied first."""
+    (*lead, n, m), k = a.shape, b.shape[-1]
+    out = jt.code((math.prod(lead), n, k), a.dtype, [a.reshape(-1, n, m), b.reshape(-1, m, k)],
+                  cpu_src=BATCHED_MATMUL_SRC)
+    return out.reshape(*lead, n, k)
+
+
+def swap_last(x):
+    """x with its last two axes exchanged."""
+    return x.transpose(*range(x.ndim - 2), x.ndim - 1, x.ndim - 2)
+
+
+class BatchedMatmul(jt.Function):
+    """a @ b over [..., n, m] x [..., m, k] on the CPU (cpu_matmul), gradients g @ b^T and a^T @ g the same way.
+    With transpose_b: a @ b^T for b [..., k, m]."""
+
+    def execute(self, a, b, transpose_b=False):
+        self.saved = a, b, transpose_b
+        return cpu_matmul(a, swap_last(b) if transpose_b else b)
+
+    def grad(self, grad_out):
+        a, b, transpose_b = self.saved
+        if transpose_b:
+            return cpu_matmul(grad_out, b), cpu_matmul(swap_last(grad_out), a)
+        return cpu_matmul(grad_out, swap_last(b)), cpu_matmul(swap_last(a), grad_out)
+
+
+def batched_matmul(a, b, transpose_b=False):
+    if jt.flags.use_cuda:
+        return a @ (b.transpose(-2, -1) if transpose_b else b)
+    return BatchedMatmul.apply(a, b, transpose_b)
+
+
+def attention(query, key, value, mask=None):
+    """softmax(q k^T / sqrt(head_dim)) v over the keys where mask (bool, [L, S] or [B, 1, L, S]) is True; None:
+    causal. As torch's F.scaled_dot_product_attention."""
+    if mask is None:
+        mask = jt.ones((query.shape[2], key.shape[2]), dtype="bool").tril()
+    scores = batched_matmul(query, key, transpose_b=True) / math.sqrt(query.shape[-1])
+    scores = jt.ternary(mask.broadcast(scores.shape), scores, jt.array(-math.inf).broadcast(scores.shape))
+    return batched_matmul(nn.softmax(scores, dim=-1), value)
+
+
+def gelu(x):
+    """GPT-2's gelu_new: the tanh approximation of GELU, as torch's F.gelu(x, approximate="tanh")."""
+    return 0.5 * x * (1.0 + jt.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
+
+
+def matmul_transposed(x, weight):
+    """x weight^T; matmul_transpose lets oneDNN read weight transposed instead of copying weight.t()."""
+    return nn.matmul_transpose(x, weight)
+
+
+def log_sum_exp(logits):
+    """log sum exp over the last axis, summed in float64."""
+    peak = logits.max(dim=-1, keepdims=True)
+    return peak.squeeze(-1) + (logits - peak).exp().float64().sum(dim=-1).log().float32()
+
+
+def log_softmax(logits):
+    """log_softmax over the last axis, the normaliser summed in float64."""
+    return logits - log_sum_exp(logits).unsqueeze(-1)
+
+
+class WeightedTokenLoss(jt.Function):
+    """sum over rows of weight * ((1 - ls) * (-log p[target]) + ls * (mean over the vocabulary of -log p)).
+
+    -log p = logsumexp - logit, with the sums of the forward pass in float64. The gradient is written out,
+    (softmax - (1 - ls) * onehot - ls / V) * weight: autograd through gather, exp and the float64 sums would hold
+    several [rows, vocabulary] tensors at once. On the CPU it is one multithreaded kernel
+    (kernels/token_loss_grad.cc); on a GPU one elementwise expression over the vocabulary, the one-hot part
+    written into the target column afterwards.
+    """
+
+    def execute(self, logits, targets, weights, label_smooth):
+        log_normalizer = log_sum_exp(logits)
+        per_token = log_normalizer - logits.gather(1, targets.unsqueeze(1)).squeeze(1)
+        if label_smooth:
+            smooth = log_normalizer - logits.float64().mean(dim=-1).float32()
+            per_token = (1.0 - label_smooth) * per_token + label_smooth * smooth
+        self.saved = logits, log_normalizer, targets, weights, label_smooth
+        return (per_token * weights).sum()
+
+    def grad(self, grad_sum):
+        logits, log_normalizer, targets, weights, label_smooth = self.saved
+        rows, vocab_size = logits.shape
+        scale = weights * grad_sum
+        if not jt.flags.use_cuda:
+            gradient = jt.code(logits.shape, logits.dtype, [logits, log_normalizer, scale, targets],
+                               data={"smooth": label_smooth}, cpu_src=TOKEN_LOSS_GRAD_SRC)
+            return gradient, None, None, None
+        gradient = ((logits - log_normalizer.unsqueeze(1)).exp() - label_smooth / vocab_size) * scale.unsqueeze(1)
+        index = jt.arange(rows).int32(), targets
+        at_target = (logits[index] - log_normalizer).exp() - ((1.0 - label_smooth) + label_smooth / vocab_size)
+        if rows:
+            gradient[index] = at_target * scale
+        return gradient, None, None, None
+
+
+def token_loss(logits, targets, weights, label_smooth):
+    """WeightedTokenLoss of logits [rows, V], targets [rows], weights [rows]."""
+    return WeightedTokenLoss.apply(logits, targets, weights, label_smooth)
+
+
+def top_k(scores, k):
+    """(values, indices) of the k largest scores of every row [rows, width], best first, as torch's topk.
+
+    Jittor's topk sorts whole rows, which over a vocabulary costs more than the model. The k largest lie in
+    the k blocks with the largest maxima (a block outside them has k larger scores before its best), so
+    only the block maxima and then those k blocks get sorted.
+    """
+    rows, width = scores.shape
+    blocks = -(-width // TOP_K_BLOCK)
+    if blocks <= k:
+        return scores.topk(k, dim=1)
+    padding = blocks * TOP_K_BLOCK - width
+    padded = jt.concat([scores, jt.full((rows, padding), float("-inf"))], dim=1) if padding else scores
+    _, best_blocks = padded.view(rows, blocks, TOP_K_BLOCK).max(dim=2).topk(k, dim=1)
+    ids = (best_blocks.unsqueeze(2) * TOP_K_BLOCK + jt.arange(TOP_K_BLOCK).int32()).view(rows, k * TOP_K_BLOCK)
+    values, order = padded.gather(1, ids).topk(k, dim=1)
+    return values, ids.gather(1, order)
+
+
+# tensors
+def positions(start, stop, like):
+    """int64 positions start .. stop - 1 (like: a tensor on the device wanted; Jittor has one)."""
+    return jt.arange(start, stop).int64()
+
+
+def concat(tensors, dim=0):
+    return jt.concat(tensors, dim=dim)
+
+
+def clamp_min(x, low):
+    return x.maximum(low)
+
+
+def ones(shape, like):
+    """Ones of shape in like's dtype."""
+    return jt.ones(shape, dtype=like.dtype)
+
+
+def where(condition, x, y):
+    return jt.ternary(condition, x, y)
+
+
+def eye(n, like):
+    """The n x n identity in like's dtype."""
+    return jt.init.eye(n, dtype=like.dtype)
+
+
+def float32(x):
+    return x.float32()
+
+
+def float32_zeros(shape, like):
+    """float32 zeros of shape."""
+    return jt.zeros(shape, dtype="float32")
+
+
+def zeros_like(x):
+    return jt.zeros_like(x)
+
+
+def detach(x):
+    return x.stop_grad()
+
+
+def sync(tensors):
+    """Compute pending lazy results now: a lazy running average would grow its graph step after step."""
+    jt.sync(tensors)
+
+
+# to and from numpy
+def to_numpy(tensor):
+    """A float32 numpy copy."""
+    return tensor.float32().numpy().copy()
+
+
+def numpy(tensor):
+    """The tensor as a numpy array, its dtype kept, computed now (this forces Jittor's lazy graph up to it)."""
+    return tensor.numpy()
+
+
+def from_numpy(array, device):
+    """A tensor of the numpy array (device: "cpu" or "cuda"; Jittor puts it where jt.flags.use_cuda says)."""
+    return jt.array(array)
+
+
+def from_numpy_like(array, like):
+    """A tensor of the numpy array (like: a tensor on the device wanted; Jittor has one)."""
+    return jt.array(array)
+
+
+def tensor_like(array, like):
+    """The numpy array as a tensor in like's dtype."""
+    return jt.array(np.asarray(array)).cast(like.dtype)
+
+
+def constant_like(like, array=None):
+    """A tensor outside the autograd graph (stop_grad) in like's dtype: zeros, or the numpy array. A Var that a
+    jt.Function takes in with a gradient would be taped, and its backward pass would hand back that tape's
+    variable."""
+    if array is None:
+        return jt.zeros_like(like).stop_grad()
+    return jt.array(array).cast(like.dtype).stop_grad()
+
+
+# modules and parameters: a parameter changes in place with Var.update, which keeps the Var and whether it
+# trains (an assignment under jt.no_grad would freeze it)
+def to_device(module, device):
+    """The module (Jittor puts it where jt.flags.use_cuda says)."""
+    return module
+
+
+def parameter(shape):
+    """A trainable tensor of zeros (a Var held by a Module is its parameter)."""
+    return jt.zeros(shape)
+
+
+def dropout(p):
+    """A dropout module, in training mode (Jittor's Dropout starts in eval mode, a torch module in training)."""
+    return nn.Dropout(p, is_train=True)
+
+
+def is_training(module):
+    return module.is_train
+
+
+def assign(param, array):
+    """param <- array (numpy), in place, keeping whether param trains (Var.update)."""
+    param.update(jt.array(np.asarray(array, dtype=np.float32)))
+
+
+def replace(param, value):
+    """param <- value (a tensor, whose shape may differ), keeping the parameter object."""
+    param.update(value)
+
+
+def set_columns(weight, start, values):
+    """weight[:, start:start + columns] <- values (numpy), in place."""
+    columns = jt.array(values.astype(np.float32))
+    weight.update(weight.setitem((slice(None), slice(start, start + values.shape[1])), columns))
+
+
+def scale_in_place(param, factors):
+    """param <- param * factors (numpy, broadcast), in place."""
+    param.update(param * tensor_like(factors, param))
+
+
+# the optimizer
+def gradients(group):
+    """(parameter, gradient) for the parameters of an optimizer group that have a gradient."""
+    return [(param, grad) for param, grad in zip(group["params"], group.get("grads", [])) if not param.is_stop_grad()]
+
+
+def set_gradients(optimizer, params, arrays):
+    """Replace the gradients of params {name: parameter} by the numpy arrays {name: array}; Jittor's optimizer
+    keeps the gradients that backward() gathered in its parameter groups."""
+    by_id = {id(param): name for name, param in params.items()}
+    for group in optimizer.param_groups:
+        for param, grad in zip(group["params"], group["grads"]):
+            if id(param) in by_id:
+                grad.update(tensor_like(arrays[by_id[id(param)]], param))
+
+
+def adam_moments(exp_avg, exp_avg_sq, grad, beta1, beta2):
+    """m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2, in place."""
+    exp_avg.update(exp_avg * beta1 + (1.0 - beta1) * grad)
+    exp_avg_sq.update(exp_avg_sq * beta2 + (1.0 - beta2) * grad * grad)
+
+
+def adam_update(param, exp_avg, exp_avg_sq, step_size, eps, decay):
+    """p <- p - step_size m / (sqrt(v) + eps), then p <- p - decay p, in place."""
+    param.update(param - step_size * (exp_avg / (exp_avg_sq.sqrt() + eps)))
+    if decay > 0.0:
+        param.update(param - decay * param)
+
+
+no_grad = jt.no_grad

@@ -1,0 +1,1 @@
+"""The datasets: download, read the official files, sample, encode, the base corpus."""

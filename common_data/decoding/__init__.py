@@ -1,0 +1,1 @@
+"""Beam search bookkeeping, the weights beam search decodes with, token ids back to text."""
