@@ -63,7 +63,7 @@ def plot_verdict(path, title, comparison, envelope, tolerance):
                     label=f"envelope ({envelope_label(envelope)}), rms per window")
         axes.stairs(windows["band"], edges, baseline=None, color="black", linestyle="--", linewidth=1.2,
                     label=f"band: {test.factor:g} x {test.scale:.3g} x the envelope's largest rms so far, "
-                          "at least the tolerance")
+                          "≥ the tolerance")
     elif envelope is not None:
         axes.plot(envelope.steps, np.maximum(np.abs(envelope.delta), floor), color="0.45", linewidth=0.8,
                   label=f"envelope ({envelope_label(envelope)})")
@@ -94,7 +94,7 @@ def segment_rows(verdict, tolerance):
 def envelope_label(envelope):
     """What the envelope's two PyTorch runs differ in, in a few words."""
     kind = envelope.record.get("kind", "one ulp")  # envelopes measured before the kind was recorded moved the base
-    return "PyTorch vs PyTorch, " + ("every product summed in another order" if kind == "summation order"
+    return "PyTorch vs PyTorch, " + ("products summed in another order" if kind == "summation order"
                                      else "base moved by one ulp")
 
 
