@@ -201,6 +201,15 @@ def verify_settings(args, run_args, max_step):
     settings = {key: getattr(args, key) if getattr(args, key) is not None else recipe.get(key, default)
                 for key, default in (("segment_steps", DEFAULT_SEGMENT_STEPS), ("segments", None),
                                      ("segment_every", None), ("envelope_factor", DEFAULT_ENVELOPE_FACTOR))}
+    if args.segments is None and settings["segments"] is not None:
+        try:
+            verdict_args.check_segments(settings["segments"], settings["segment_steps"], run_args["save_interval"],
+                                        max_step, "verify")
+        except ValueError as error:
+            # the run changed the recipe's steps or saves (make compare's MAX_STEP, say): its segments do not apply
+            print(f"{run_args['config']}: the verdict section's segments do not fit this run ({error}); replaying the "
+                  "default segments at the run's saves", file=sys.stderr)
+            settings["segments"] = None
     if settings["segments"] is None:
         settings["segments"] = verdict_args.default_segments(
             settings["segment_steps"], run_args["save_interval"], run_args["warmup_step"], max_step,

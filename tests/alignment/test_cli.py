@@ -103,3 +103,22 @@ def test_alignment_imports_neither_framework():
             "print(sorted({'torch', 'jittor'} & {name.split('.')[0] for name in sys.modules}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def verify_args(*flags):
+    from alignment.cli import build_parser
+    return build_parser().parse_args(["verify", "--torch", "t", "--jittor", "j", *flags])
+
+
+def test_verify_replays_the_recipes_segments_where_they_fit_the_run_and_the_defaults_where_it_changed_its_steps(
+        capsys):
+    from alignment.cli import verify_settings
+    as_recipe = {"config": "recipes/embedded/e2e.yaml", "save_interval": 20, "warmup_step": 50}
+    assert list(verify_settings(verify_args(), as_recipe, 1200)["segments"]) == [0, 20, 600, 1180]
+    assert capsys.readouterr().err == ""
+    # make compare: MAX_STEP 300, a save every 75 steps; the recipe's step 20 is no saved state of that run
+    shortened = {**as_recipe, "save_interval": 75}
+    assert list(verify_settings(verify_args(), shortened, 300)["segments"]) == [0, 150, 225]
+    assert "do not fit this run" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="segment 20 must start at 0 or at a multiple of save_interval 75"):
+        verify_settings(verify_args("--segments", "0,20"), shortened, 300)
