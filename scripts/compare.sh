@@ -15,7 +15,8 @@
 #           adapter; jelly switches from sequential to parallel at half the steps), or a LoRA recipe of
 #           recipes/methods/: `full` (full fine-tuning), `rslora`, `loraplus`
 # MAX_STEP  the budget of every run (300: the E2E default's recipe at a quarter of its 1,200 steps, sized for the
-#           seven methods in 45 minutes on 2 cores); EVAL_INTERVAL (MAX_STEP / 2) with a step-0 evaluation; VALID_ROWS
+#           seven methods in 45 minutes on 2 cores, the envelopes of log/envelopes/ reused; a first run measures one
+#           for each method whose runs part); EVAL_INTERVAL (MAX_STEP / 2) with a step-0 evaluation; VALID_ROWS
 #           (200) as the pipeline. Wall times of the stages go to runs/compare/timings.tsv.
 set -euo pipefail
 
