@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from bench import evaluation, report, torch_device
+from bench import evaluation, report, torch_device, workload
+from bench.gemm import GemmSpec
 from bench.workload import DecodeSpec, Measurement, TrainSpec, read_json, write_json
-from common_data.model.gpt2_config import MODEL_CARDS
+from common_data.model.gpt2_config import MODEL_CARDS, config_for_card
 from common_data.util.paths import REPO_ROOT
 
 # implementation -> (environment, worker module)
@@ -31,13 +32,24 @@ WORKERS = {
     "hf-peft": ("torch", "bench.hf_worker"),
     "hf-generate": ("torch", "bench.hf_worker"),
     "ours-jittor": ("jittor", "bench.jittor_worker"),
+    "torch": ("torch", "bench.torch_worker"),
+    "torch-onednn": ("torch", "bench.torch_worker"),
+    "numpy-openblas": ("torch", "bench.torch_worker"),
+    "jittor-onednn": ("jittor", "bench.jittor_worker"),
 }
+# <impl>-full: the implementation's training with full fine-tuning (lora_dim 0)
+FULL = "-full"
+WORKERS.update({impl + FULL: WORKERS[impl] for impl in ("ours-torch", "ours-jittor")})
 TASK_IMPLS = {
-    "train": ("ours-torch", "ours-jittor", "padded512", "hf-peft"),
+    "gemm": ("torch", "torch-onednn", "numpy-openblas", "jittor-onednn"),
+    "train": ("ours-torch", "ours-jittor", "ours-torch-full", "ours-jittor-full", "padded512", "hf-peft"),
     "decode": ("ours-torch", "ours-jittor", "hf-generate"),
     "eval": ("ours-torch",),
 }
+# implementations that --baseline runs from an earlier checkout as well, named <impl>@<its commit>
+BASELINE_IMPLS = ("ours-torch", "ours-jittor", "ours-torch-full", "ours-jittor-full")
 ENCODED_E2E = REPO_ROOT / "common_data/e2e/encoded"
+GEMM_ROWS = 192  # the LM head's rows in the gemm task when no training task gives them (its loss rows per step)
 
 
 class WorkerFailed(RuntimeError):
@@ -62,8 +74,13 @@ def build_parser():
     parser.add_argument("--out", type=Path, default=Path("log/bench.json"), help="records (JSON)")
     parser.add_argument("--figure", type=Path, default=Path("figure/bench.png"), help="bar charts of the records")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of every worker (OMP_NUM_THREADS; none: the frameworks' own choice). "
-                             "On a busy machine 1 avoids threads waiting for each other's time slices")
+                        help="CPU threads of every worker (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS; none: the "
+                             "frameworks' own choice). On a busy machine 1 avoids threads waiting for each other's "
+                             "time slices. The gemm task runs on 1 thread and on all cores either way")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of an earlier commit (git worktree add DIR COMMIT) whose training workers run "
+                             f"in the same repeats as ours ({', '.join(BASELINE_IMPLS)}, named <impl>@<commit>), "
+                             "in this checkout's environments")
     model = parser.add_argument_group("model and training")
     model.add_argument("--model_card", default=None, choices=sorted(MODEL_CARDS),
                        help="model size (random weights); none: gpt2.md with a GPU, gpt2.tiny without")
@@ -97,6 +114,8 @@ def check_args(parser, args):
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.warmup_steps < 0:
         parser.error(f"--warmup_steps must not be negative, got {args.warmup_steps}")
+    if args.baseline and not (args.baseline / "bench" / "torch_worker.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a checkout of this project (no bench/torch_worker.py)")
     unknown = sorted(set(args.tasks) - set(TASK_IMPLS)) + sorted(set(args.impls) - set(WORKERS))
     if unknown:
         parser.error(f"unknown tasks or implementations: {', '.join(unknown)}")
@@ -106,17 +125,29 @@ def check_args(parser, args):
             parser.error(f"{path} does not exist: run `make data` (environments/run torch nlg-data prepare)")
 
 
-def run_worker(task, impl, spec_path, out_path, threads):
-    """The measurement that the worker of `impl` writes to out_path."""
+def thread_variables(threads):
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def run_worker(task, impl, spec_path, out_path, threads, checkout=REPO_ROOT):
+    """The measurement that the worker of `impl` writes to out_path; the worker's code is that of `checkout` (the
+    environments are this checkout's). The spec of an <impl>-full has lora_dim 0."""
     environment, module = WORKERS[impl]
-    command = [str(REPO_ROOT / "environments/run"), environment, "python", "-m", module, task, "--impl", impl,
+    command = [str(REPO_ROOT / "environments/run"), environment, "python", "-m", module, task,
+               "--impl", impl.removesuffix(FULL),
                "--spec", str(spec_path), "--out", str(out_path)]
-    variables = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    done = subprocess.run(command, cwd=REPO_ROOT, env=variables, capture_output=True, text=True)
+    variables = {**os.environ, **(thread_variables(threads) if threads else {})}
+    done = subprocess.run(command, cwd=checkout, env=variables, capture_output=True, text=True)
     if done.returncode:
         lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
         raise WorkerFailed(lines[-1] if lines else f"exit status {done.returncode}")
     return read_json(out_path)
+
+
+def baseline_commit(checkout):
+    """The short commit of a checkout."""
+    return subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def measure_scoring(scoring_input):
@@ -139,15 +170,37 @@ def plan_runs(args, folder):
         specs["decode"] = DecodeSpec(str(args.test_data), args.model_card, args.contexts, args.decode_batch_size,
                                      args.beam, args.eval_len, args.seq_len, args.length_penalty,
                                      args.no_repeat_ngram_size, args.seed, args.bf16)
+    if "gemm" in args.tasks:
+        config = config_for_card(args.model_card)
+        examples = workload.load_train_examples(specs["train"]) if "train" in specs else None
+        rows = (workload.timed_token_counts(specs["train"], examples)["completion_tokens"] // args.steps
+                if examples else GEMM_ROWS)
+        specs["gemm"] = GemmSpec(rows, config.n_embd, config.vocab_size)
     runners, configs = {}, {}
+    if "train" in specs:
+        full_finetuning = dataclasses.replace(specs["train"], lora_dim=0)
+        write_json(folder / "train_full_spec.json", dataclasses.asdict(full_finetuning))
     for task, spec in specs.items():
         spec_path = folder / f"{task}_spec.json"
         write_json(spec_path, dataclasses.asdict(spec))
         configs[task] = {**dataclasses.asdict(spec), "repeats": args.repeats, "threads": args.threads or "default"}
         for impl in impls:
-            if impl in TASK_IMPLS[task]:
-                runners[task, impl] = lambda repeat, task=task, impl=impl, spec_path=spec_path: run_worker(
-                    task, impl, spec_path, folder / f"{task}.{impl}.{repeat}.json", args.threads)
+            if impl not in TASK_IMPLS[task]:
+                continue
+            if task == "gemm":
+                for threads in sorted({1, os.cpu_count()}):
+                    runners[task, f"{impl} x{threads}"] = (
+                        lambda repeat, impl=impl, spec_path=spec_path, threads=threads: run_worker(
+                            "gemm", impl, spec_path, folder / f"gemm.{impl}.{threads}.{repeat}.json", threads))
+                continue
+            impl_spec = folder / "train_full_spec.json" if impl.endswith(FULL) else spec_path
+            runners[task, impl] = lambda repeat, task=task, impl=impl, impl_spec=impl_spec: run_worker(
+                task, impl, impl_spec, folder / f"{task}.{impl}.{repeat}.json", args.threads)
+            if args.baseline and impl in BASELINE_IMPLS:
+                runners[task, f"{impl}@{baseline_commit(args.baseline)}"] = (
+                    lambda repeat, task=task, impl=impl, impl_spec=impl_spec: run_worker(
+                        task, impl, impl_spec, folder / f"{task}.{impl}.baseline.{repeat}.json", args.threads,
+                        args.baseline))
     if "eval" in args.tasks and "ours-torch" in impls:
         scoring_input = evaluation.e2e_test_groups()
         configs["eval"] = {"inputs": len(scoring_input[0]), "references": sum(map(len, scoring_input[0])),
@@ -195,7 +248,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench.") as folder:
         runners, configs = plan_runs(args, Path(folder))
         measurements, missing = measure(runners, args.repeats)
-    records = report.build_records(measurements, missing, torch_device.describe(device), configs)
+    records = report.add_limit_shares(report.build_records(measurements, missing, torch_device.describe(device),
+                                                           configs), args.threads or os.cpu_count())
     write_json(args.out, records)
     report.plot(records, args.figure, f"{torch_device.describe(device)}, threads: {args.threads or 'default'}; "
                                       f"{args.model_card}, batch {args.batch_size}, {'bf16' if args.bf16 else 'fp32'}; "

@@ -29,6 +29,18 @@ def op_kind(name):
     return f"fused {'+'.join(ops[:2])}{' …' if len(ops) > 2 else ''} {dims}".strip()
 
 
+def profiled_ops(run):
+    """[(op name, calls, seconds)] of what run() computes, by Jittor's profiler."""
+    jt.sync_all(True)
+    jt.profiler.start(0, 0)
+    run()
+    jt.sync_all(True)
+    jt.profiler.stop()
+    header, *rows = jt.profiler.report()
+    name, count, total = header.index("Name"), header.index("Count"), header.index("TotalTime")
+    return [(row[name], int(row[count]), float(row[total]) / 1e9) for row in rows]
+
+
 def profile_steps(spec, steps):
     """[(op kind, calls, seconds)] of `steps` profiled training steps, the slowest kind first."""
     with tempfile.TemporaryDirectory() as work_dir:
@@ -36,19 +48,12 @@ def profile_steps(spec, steps):
     batches = workload.bench_batches(spec, trainer.train_examples)
     for batch in batches[:spec.warmup_steps]:
         trainer.train_batch(batch)
-    jt.sync_all(True)
-    jt.profiler.start(0, 0)
-    for batch in batches[spec.warmup_steps:spec.warmup_steps + steps]:
-        trainer.train_batch(batch)
-    jt.sync_all(True)
-    jt.profiler.stop()
-    header, *rows = jt.profiler.report()
-    name, count, total = header.index("Name"), header.index("Count"), header.index("TotalTime")
     kinds = defaultdict(lambda: [0, 0.0])
-    for row in rows:
-        kind = kinds[op_kind(row[name])]
-        kind[0] += int(row[count])
-        kind[1] += float(row[total]) / 1e9
+    run = lambda: [trainer.train_batch(batch) for batch in batches[spec.warmup_steps:spec.warmup_steps + steps]]
+    for name, calls, seconds in profiled_ops(run):
+        kind = kinds[op_kind(name)]
+        kind[0] += calls
+        kind[1] += seconds
     return sorted(((kind, calls, seconds) for kind, (calls, seconds) in kinds.items()), key=lambda k: -k[2])
 
 

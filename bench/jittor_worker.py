@@ -8,10 +8,13 @@ the torch side uses; Jittor trains in float32 only. Decoding: our Jittor batched
 """
 import platform
 import tempfile
+from collections import defaultdict
 
 import jittor as jt
+import numpy as np
+from jittor import nn
 
-from bench import workload
+from bench import gemm, jittor_profile, workload
 from common_data.cli.ft_args import parse_args
 from common_data.model.gpt2_config import AdapterConfig, config_for_card
 from NLG_jittor.src.beam_search import generate
@@ -50,7 +53,41 @@ def precision(spec):
     return "fp32 (bf16 asked for: Jittor trains and decodes in float32 here)" if spec.bf16 else "fp32"
 
 
-def measure_training(spec_values):
+def jittor_kind(name):
+    """The kind of work of a profiled Jittor op (workload's kinds), None for the rest: oneDNN's products (the LM
+    head's are taken out in workload.step_breakdown), the batched-matmul kernel and the 4-D fused ops ([B, H, L, S])
+    attention's."""
+    if name.startswith("mkl_matmul"):
+        return workload.BLOCK_MATMULS
+    if name.startswith("code") and "batch" in name or "DIM=4" in name:
+        return workload.ATTENTION
+    return None
+
+
+def profile_kinds(run):
+    """{kind: seconds} of run() by Jittor's profiler (op time)."""
+    kinds = defaultdict(float)
+    for name, _, seconds in jittor_profile.profiled_ops(run):
+        kind = jittor_kind(name)
+        if kind:
+            kinds[kind] += seconds
+    return kinds
+
+
+def lm_head_run(trainer):
+    """workload.step_breakdown's lm_head for the trainer's model."""
+    rng = np.random.default_rng(0)
+    weight = trainer.model.wte.weight
+
+    def run(batch):
+        targets, rows = workload.loss_rows(batch)
+        hidden = jt.array(rng.standard_normal((rows, trainer.config.n_embd), dtype=np.float32))
+        loss = trainer.model.lm_loss(hidden, jt.array(targets), jt.ones(rows), trainer.args.label_smooth)
+        jt.sync(jt.grad(loss, [hidden] + [weight] * weight.requires_grad))
+    return run
+
+
+def measure_training(spec_values, impl):
     spec = workload.TrainSpec(**spec_values)
     ranks = init_ranks()
     probe = memory_probe()
@@ -58,13 +95,18 @@ def measure_training(spec_values):
         # the trainer writes into work_dir only in run(), which the bench does not call
         trainer = Trainer(parse_args(workload.trainer_flags(spec, work_dir, padded=False, bf16=False)), ranks)
     batches = workload.bench_batches(spec, trainer.train_examples)
-    seconds, losses = workload.run_timed(lambda batch: trainer.train_batch(batch)[0], batches, spec.warmup_steps,
-                                         probe, synchronize)
+    step = lambda batch: trainer.train_batch(batch)[0]
+    seconds, losses = workload.run_timed(step, batches, spec.warmup_steps, probe, synchronize)
+    counts = workload.timed_token_counts(spec, trainer.train_examples)
+    counts["flops"] = sum(workload.step_flops(trainer.config, batch, full_finetune=spec.lora_dim == 0)
+                          for batch in batches[spec.warmup_steps:])
+    counts["breakdown"] = workload.step_breakdown(step, lm_head_run(trainer),
+                                                  batches[spec.warmup_steps:][:workload.PROFILED_STEPS], synchronize,
+                                                  profile_kinds)
     return workload.Measurement(
-        "train", "ours-jittor", describe(), seconds, probe.peak(), probe.kind,
-        workload.timed_token_counts(spec, trainer.train_examples), losses,
+        "train", impl, describe(), seconds, probe.peak(), probe.kind, counts, losses,
         {"padding": f"to a multiple of {spec.pad_multiple}", "logits": "loss positions only",
-         "precision": precision(spec), "jittor": jt.__version__})
+         "precision": precision(spec), "jittor": jt.__version__, "adapter": workload.adapter_name(spec)})
 
 
 def measure_decoding(spec_values):
@@ -83,7 +125,20 @@ def measure_decoding(spec_values):
          "jittor": jt.__version__})
 
 
-MEASURES = {("train", "ours-jittor"): measure_training, ("decode", "ours-jittor"): measure_decoding}
+def onednn_product(left, right, transposed):
+    """gemm.measure's make_product for Jittor's CPU product (oneDNN)."""
+    left, right = jt.array(left), jt.array(right)
+    product = nn.matmul_transpose if transposed else nn.matmul
+    return lambda: product(left, right).sync()
+
+
+def measure_gemm(spec_values):
+    counts, config = gemm.measure(spec_values, onednn_product, f"oneDNN of Jittor {jt.__version__}")
+    return workload.Measurement("gemm", "jittor-onednn", describe(), 0.0, None, "", counts, [], config)
+
+
+MEASURES = {("train", "ours-jittor"): lambda spec: measure_training(spec, "ours-jittor"),
+            ("decode", "ours-jittor"): measure_decoding, ("gemm", "jittor-onednn"): measure_gemm}
 
 if __name__ == "__main__":
     workload.worker_main(__doc__, MEASURES)

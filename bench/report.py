@@ -11,7 +11,11 @@ import statistics
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.gemm import SHAPES
+from bench.workload import ATTENTION, BLOCK_MATMULS, LM_HEAD, REST
 from common_data.util.atomic import atomic_path
+
+BREAKDOWN_KINDS = (LM_HEAD, BLOCK_MATMULS, ATTENTION, REST)
 
 REFERENCE_IMPL = "ours-torch"
 MIB = 2 ** 20
@@ -22,10 +26,26 @@ def per_second(count):
     return lambda measurement: measurement["counts"][count] / measurement["seconds"]
 
 
+def count(name):
+    return lambda measurement: measurement["counts"].get(name)
+
+
+def gflops(measurement):
+    flops = measurement["counts"].get("flops")
+    return None if flops is None else flops / measurement["seconds"] / 1e9
+
+
+def breakdown_seconds(kind):
+    return lambda measurement: measurement["counts"].get("breakdown", {}).get(kind)
+
+
 METRICS = {
+    "gemm": {f"gflops_{shape}": count(f"gflops_{shape}") for shape in SHAPES},
     "train": {
         "tokens_per_s": per_second("tokens"),
         "completion_tokens_per_s": per_second("completion_tokens"),
+        "gflops": gflops,
+        **{f"step_seconds: {kind}": breakdown_seconds(kind) for kind in BREAKDOWN_KINDS},
         "peak_memory_bytes": lambda measurement: measurement["peak_memory_bytes"],
         "first_loss": lambda measurement: measurement["losses"][0],
         "mean_loss": lambda measurement: statistics.fmean(measurement["losses"]),
@@ -47,6 +67,8 @@ def build_records(measurements, missing, device, task_configs):
         config = {**task_configs[task], **runs[0]["config"]}
         for metric, compute in METRICS[task].items():
             samples = [compute(run) for run in runs]
+            if None in samples:  # a measurement of an earlier commit (--baseline) without it
+                continue
             memory = {"memory": runs[0]["memory_kind"]} if metric == "peak_memory_bytes" else {}
             records.append({"task": task, "impl": impl, "device": device, "config": {**config, **memory},
                             "metric": metric, "value": statistics.median(samples), "samples": samples})
@@ -54,15 +76,35 @@ def build_records(measurements, missing, device, task_configs):
         for metric in METRICS[task]:
             records.append({"task": task, "impl": impl, "device": device, "config": task_configs[task],
                             "metric": metric, "value": None, "samples": [], "missing": reason})
-    reference = {(r["task"], r["metric"]): r for r in records if r["impl"] == REFERENCE_IMPL}
+    reference = {(r["task"], r["metric"], r["impl"]): r for r in records}
     for record in records:
-        base = reference.get((record["task"], record["metric"]), {})
+        base = reference.get((record["task"], record["metric"], reference_impl(record["impl"])), {})
         record["spread"] = relative_range(record["samples"])
         record["ratio_to_ours_torch"] = (record["value"] / base["value"]
                                          if record["value"] is not None and base.get("value") else None)
         pairs = zip(record["samples"], base.get("samples", [])) if record["samples"] else []
         record["ratio_samples"] = [mine / theirs for mine, theirs in pairs if theirs]
     return records
+
+
+def reference_impl(impl):
+    """What an implementation's ratio compares with: ours-torch, or ours-torch-full for full fine-tuning."""
+    return REFERENCE_IMPL + "-full" if impl.split("@")[0].endswith("-full") else REFERENCE_IMPL
+
+
+def add_limit_shares(records, threads):
+    """A share_of_gemm_limit record beside each training gflops record: its median over the best GEMM of the gemm
+    task at `threads` threads (the training's), any library and shape."""
+    limits = [record["value"] for record in records
+              if record["task"] == "gemm" and record["value"] and record["impl"].endswith(f" x{threads}")]
+    if not limits:
+        return records
+    limit = max(limits)
+    shares = [{**record, "metric": "share_of_gemm_limit", "value": record["value"] / limit,
+               "samples": [sample / limit for sample in record["samples"]],
+               "config": {**record["config"], "gemm_limit_gflops": limit, "gemm_threads": threads}}
+              for record in records if record["task"] == "train" and record["metric"] == "gflops"]
+    return records + shares
 
 
 def relative_range(samples):
@@ -98,11 +140,13 @@ def ratio_label(ratio, absent):
 
 
 def plot(records, path, title):
-    """One bar chart per panel: the median of each implementation, the repeats' range, the ratio to ours."""
+    """Top row, one bar chart per panel: the median of each implementation, the repeats' range, the ratio to ours.
+    Bottom row: the machine's GEMM limit per library and shape, each training step's GFLOP/s with its share of that
+    limit, and where a step's time goes."""
     table = pd.DataFrame(records)
-    figure = Figure(figsize=(4.2 * len(PANELS), 4.2))
-    axes = figure.subplots(1, len(PANELS))
-    for axis, (task, metric, label, unit) in zip(axes, PANELS):
+    figure = Figure(figsize=(4.2 * len(PANELS), 8.8))
+    axes = figure.subplots(2, len(PANELS))
+    for axis, (task, metric, label, unit) in zip(axes[0], PANELS):
         rows = table[(table.task == task) & (table.metric == metric)] if len(table) else table
         axis.set_title(label, fontsize=10)
         if rows.empty:
@@ -115,17 +159,71 @@ def plot(records, path, title):
         high = [max(samples) / unit - value if samples else 0.0 for value, samples in zip(values, rows.samples)]
         positions = range(len(rows))
         axis.bar(positions, values, yerr=[low, high], capsize=3,
-                 color=["tab:blue" if impl.startswith("ours") else "tab:gray" for impl in rows.impl])
+                 color=["tab:blue" if impl.startswith("ours") and "@" not in impl else "tab:gray"
+                        for impl in rows.impl])
         axis.set_xticks(list(positions), list(rows.impl), rotation=30, ha="right", fontsize=9)
         for position, top, ratio, absent in zip(positions, map(sum, zip(values, high)), rows.ratio_to_ours_torch,
                                                 missing):
             axis.annotate(ratio_label(ratio, absent), (position, top), ha="center", va="bottom",
                           fontsize=8, xytext=(0, 2), textcoords="offset points")
         axis.margins(y=0.15)
+    plot_limit(axes[1][0], table)
+    plot_shares(axes[1][1], table)
+    plot_breakdown(axes[1][2], table)
+    for axis in axes[1][3:]:
+        axis.axis("off")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
+
+
+def task_rows(table, task, metric_prefix):
+    if table.empty:
+        return table
+    return table[(table.task == task) & table.metric.str.startswith(metric_prefix) & table.value.notna()]
+
+
+def plot_limit(axis, table):
+    axis.set_title("float32 GEMM: GFLOP/s per library and threads", fontsize=10)
+    rows = task_rows(table, "gemm", "gflops_")
+    if rows.empty:
+        axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+        return
+    grouped_bars(axis, rows.assign(stage=rows.metric.str.removeprefix("gflops_")), 1)
+
+
+def plot_shares(axis, table):
+    axis.set_title("training step: GFLOP/s (share of the best GEMM)", fontsize=10)
+    rows = task_rows(table, "train", "gflops")
+    shares = task_rows(table, "train", "share_of_gemm_limit").set_index("impl").value if len(rows) else {}
+    if rows.empty:
+        axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+        return
+    positions = range(len(rows))
+    axis.bar(positions, rows.value, color=["tab:gray" if "@" in impl else "tab:blue" for impl in rows.impl])
+    axis.set_xticks(list(positions), list(rows.impl), rotation=30, ha="right", fontsize=9)
+    for position, value, impl in zip(positions, rows.value, rows.impl):
+        if impl in shares:
+            axis.annotate(f"{shares[impl]:.0%}", (position, value), ha="center", va="bottom", fontsize=8,
+                          xytext=(0, 2), textcoords="offset points")
+    axis.margins(y=0.15)
+
+
+def plot_breakdown(axis, table):
+    axis.set_title("training step: seconds by kind of work", fontsize=10)
+    rows = task_rows(table, "train", "step_seconds: ")
+    if rows.empty:
+        axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+        return
+    seconds = rows.assign(kind=rows.metric.str.removeprefix("step_seconds: ")).pivot_table(
+        index="impl", columns="kind", values="value", sort=False)
+    bottom = pd.Series(0.0, index=seconds.index)
+    for kind in [kind for kind in BREAKDOWN_KINDS if kind in seconds]:
+        axis.bar(range(len(seconds)), seconds[kind].fillna(0.0), bottom=bottom, label=kind)
+        bottom += seconds[kind].fillna(0.0)
+    axis.set_xticks(list(range(len(seconds))), list(seconds.index), rotation=30, ha="right", fontsize=9)
+    axis.legend(fontsize=7)
 
 
 def grouped_bars(axis, rows, unit):

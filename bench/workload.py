@@ -20,12 +20,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from common_data.training import batching
 from common_data.util.atomic import atomic_open
 from common_data.decoding.beam import BeamSettings, query_tokens, unique_queries
 from common_data.model.synthetic_model import peaked_arrays
 
 TRAIN_EPOCH = 1  # the trainer counts epochs from 1; the batch order depends on it
+PROFILED_STEPS = 2  # steps after the timed ones, under the framework's profiler, for the breakdown
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ def read_json(path):
         return json.load(handle)
 
 
+def adapter_name(spec):
+    return f"LoRA r={spec.lora_dim}" if spec.lora_dim else "none: full fine-tuning"
+
+
 def trainer_flags(spec, work_dir, padded, bf16):
     """gpt2_ft.py's command line (both frameworks) for the workload: the recipe's optimizer at a constant rate."""
     flags = ["--train_data", spec.train_data, "--valid_data", spec.valid_data, "--model_card", spec.model_card,
@@ -131,6 +138,21 @@ def timed_token_counts(spec, examples):
             "completion_tokens": int(sum(sum(example.loss_mask) for example in chosen))}
 
 
+def step_flops(config, batch, full_logits=False, full_finetune=False):
+    """Floating-point operations of the matrix products of one training step on batch, each [m, k] x [k, n] counted
+    2 m k n: the blocks' weights (24 T d^2 per layer forward for T tokens, padding included), attention's scores
+    and mixing (4 B L^2 d per layer), the LM head (2 R d V for its R loss rows; every row with full_logits); the
+    backward pass as many again for the inputs' gradients, and once more for the weights' with full fine-tuning.
+    LoRA's rank-r products are left out (under 1% at r = 4)."""
+    rows, length = batch.input_ids.shape
+    tokens, d = rows * length, config.n_embd
+    loss_rows = tokens if full_logits else int(np.count_nonzero(batch.loss_mask))
+    blocks = 24 * tokens * d * d * config.n_layer
+    attention = 4 * rows * length * length * d * config.n_layer
+    head = 2 * loss_rows * d * config.vocab_size
+    return 2 * (blocks + attention + head) + (blocks + head) * full_finetune
+
+
 def decode_queries(spec):
     """The first spec.contexts distinct prompts of the test file, cut as microsoft/LoRA's gpt2_beam.py cuts them."""
     contexts = [context for context, _ in batching.load_encoded(spec.test_data)]
@@ -161,6 +183,42 @@ class RssProbe:
 
     def peak(self):
         return process_memory_kib("VmHWM") * 1024 - self.baseline
+
+
+# the kinds of work of a training step's breakdown (step_breakdown)
+LM_HEAD, BLOCK_MATMULS, ATTENTION, REST = ("LM head + loss", "matmuls of the blocks", "attention",
+                                           "the rest: elementwise, optimizer, framework")
+
+
+def step_breakdown(step, lm_head, batches, synchronize, profile):
+    """Seconds per training step by kind of work.
+
+    The LM head and the loss: lm_head(batch) runs the model's lm_loss forward and backward on random hidden states
+    of the batch's loss rows, timed alone. The matmuls (kind BLOCK_MATMULS) and attention: profile(run) -> {kind:
+    seconds} of run() by the framework's profiler, over the steps less over those LM-head runs. The rest: the
+    steps' wall time less all of these.
+    """
+
+    def timed(work):
+        synchronize()
+        start = time.perf_counter()
+        for batch in batches:
+            work(batch)
+        synchronize()
+        return time.perf_counter() - start
+
+    step_seconds, lm_head_seconds = timed(step), timed(lm_head)
+    in_steps, in_lm_head = profile(lambda: timed(step)), profile(lambda: timed(lm_head))
+    kinds = {LM_HEAD: lm_head_seconds}
+    kinds.update({kind: max(0.0, seconds - in_lm_head.get(kind, 0.0)) for kind, seconds in in_steps.items()})
+    kinds[REST] = max(0.0, step_seconds - sum(kinds.values()))
+    return {kind: seconds / len(batches) for kind, seconds in kinds.items()}
+
+
+def loss_rows(batch):
+    """(the targets of the batch's loss rows, their count)."""
+    keep = batch.loss_mask != 0
+    return batch.targets[keep], int(np.count_nonzero(keep))
 
 
 def run_timed(step, batches, warmup_steps, probe, synchronize):

@@ -5,7 +5,8 @@ import subprocess
 import sys
 from dataclasses import asdict
 
-from bench import jittor_profile, workload
+from bench import jittor_profile, report, workload
+from common_data.model.gpt2_config import config_for_card
 from common_data.data.encoding import encode_rows, load_tokenizer
 from common_data.util.jsonl import read_jsonl, write_jsonl
 
@@ -21,7 +22,16 @@ def test_worker_writes_a_training_measurement(shared, tmp_path):
     measurement = json.loads((tmp_path / "out.json").read_text())
     assert set(measurement) == set(asdict(workload.Measurement("", "", "", 0.0, 0, "")))
     assert (measurement["task"], measurement["impl"]) == ("train", "ours-jittor")
-    assert measurement["counts"] == workload.timed_token_counts(spec, workload.load_train_examples(spec))
+    examples = workload.load_train_examples(spec)
+    counts = measurement["counts"]
+    assert {name: counts[name] for name in ("tokens", "completion_tokens")} == workload.timed_token_counts(spec,
+                                                                                                      examples)
+    timed = workload.bench_batches(spec, examples)[spec.warmup_steps:]
+    assert counts["flops"] == sum(workload.step_flops(config_for_card(spec.model_card), batch) for batch in timed)
+    # the LM head (numpy), the blocks' matmuls (oneDNN) and attention (our kernel) are seen and took time
+    breakdown = counts["breakdown"]
+    assert set(breakdown) == set(report.BREAKDOWN_KINDS)
+    assert all(breakdown[kind] > 0 for kind in (workload.LM_HEAD, workload.BLOCK_MATMULS, workload.ATTENTION))
     assert len(measurement["losses"]) == spec.total_steps
     # GPT-2's initialisation predicts nearly uniformly: the loss starts near ln(vocabulary size)
     assert all(abs(loss - math.log(50257)) < 0.3 for loss in measurement["losses"])
