@@ -144,8 +144,7 @@ class GPT2LMModel(nn.Module):
         if not full_logits:
             keep = weights != 0
             weights, rows, targets = weights[keep], rows[keep], targets[keep]
-        logits = ops.matmul_transposed(rows, self.wte.weight)
-        return ops.token_loss(logits, targets, weights, label_smooth) / (total + 0.0001)
+        return ops.lm_head_loss(rows, self.wte.weight, targets, weights, label_smooth) / (total + 0.0001)
 
     def load_arrays(self, arrays, strict=True):
         """Copy numpy arrays (checkpoint names) into the parameters.

@@ -133,6 +133,11 @@ def token_loss(logits, targets, weights, label_smooth):
     return WeightedTokenLoss.apply(logits, targets, weights, label_smooth)
 
 
+def lm_head_loss(hidden, weight, targets, weights, label_smooth):
+    """token_loss of the logits hidden weight^T ([rows, d] x [V, d]), oneDNN's product reading weight transposed."""
+    return token_loss(matmul_transposed(hidden, weight), targets, weights, label_smooth)
+
+
 def top_k(scores, k):
     """(values, indices) of the k largest scores of every row [rows, width], best first, as torch's topk.
 

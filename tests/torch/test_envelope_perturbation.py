@@ -1,30 +1,38 @@
-"""The float32 envelope's perturbations (alignment/replay.py): MKL_CBWR=COMPATIBLE makes PyTorch sum its products in
-another order, and the fallback moves every base weight by exactly one ulp."""
+"""The float32 envelope's perturbations (alignment/replay.py): MKL_CBWR=COMPATIBLE and OPENBLAS_CORETYPE make
+PyTorch's products and numpy's (the LM head's) sum in another order, and the fallback moves every base weight by
+exactly one ulp."""
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from alignment import replay
 from common_data.model.checkpoint import load_tensors
 from common_data.model.gpt2_config import config_for_card
 from common_data.model.init_params import init_base_params
 
-# a product of GPT-2's c_attn shape (tiny card), its float32 bytes on stdout
-PRODUCT = ("import sys, torch; torch.manual_seed(0); a = torch.randn(64, 256); b = torch.randn(256, 768); "
-           "sys.stdout.buffer.write((a @ b).numpy().tobytes())")
+# products of the tiny card's c_attn shape in torch and of its LM head's in numpy, their float32 bytes on stdout
+PRODUCTS = {
+    "torch": "import torch; torch.manual_seed(0); out = (torch.randn(64, 256) @ torch.randn(256, 768)).numpy()",
+    "numpy": "import numpy as np; rng = np.random.default_rng(0); "
+             "out = rng.standard_normal((64, 256), dtype=np.float32) @ rng.standard_normal((4096, 256), "
+             "dtype=np.float32).T",
+}
 
 
-def product(environment):
-    plain = {key: value for key, value in os.environ.items() if key != "MKL_CBWR"}
-    result = subprocess.run([sys.executable, "-c", PRODUCT], env={**plain, **environment}, capture_output=True,
+def product(library, environment):
+    plain = {key: value for key, value in os.environ.items() if key not in replay.SUMMATION_ORDER}
+    code = PRODUCTS[library] + "; import sys; sys.stdout.buffer.write(out.tobytes())"
+    result = subprocess.run([sys.executable, "-c", code], env={**plain, **environment}, capture_output=True,
                             check=True)
     return np.frombuffer(result.stdout, dtype=np.float32)
 
 
-def test_the_summation_order_perturbation_changes_the_last_bits_of_most_outputs_of_a_product():
-    plain, reordered = product({}), product(replay.SUMMATION_ORDER)
+@pytest.mark.parametrize("library", sorted(PRODUCTS))
+def test_the_summation_order_perturbation_changes_the_last_bits_of_most_outputs_of_a_product(library):
+    plain, reordered = product(library, {}), product(library, replay.SUMMATION_ORDER)
     assert np.mean(plain != reordered) > 0.5
     np.testing.assert_allclose(reordered, plain, rtol=1e-5, atol=1e-4)
 
