@@ -29,7 +29,7 @@ reproduce:  ## the main job: data, base GPT-2, train/beam/decode/eval of E2E, We
 compare:  ## adapter methods (LoRA, JELLY, DoRA, PiSSA, AdaLoRA, BitFit, full) on E2E in both frameworks, one budget of steps: log/methods_report.md (METHODS=, MAX_STEP=)
 	scripts/compare.sh
 
-bench: data  ## speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft): log/bench.json, figure/bench.png
+bench: data  ## the GEMM limit, speed and memory vs microsoft/LoRA's padded configuration and transformers (+peft) (BENCH_FLAGS=--baseline DIR: an earlier checkout too): log/bench.json, figure/bench.png
 	$(RUN) torch python -m bench $(BENCH_FLAGS)
 
 gpu-check:  ## the prepared GPU check (bench/gpu_check.sh) into OUT (default log/gpu_check); DRY_RUN=1: on the CPU, tiny

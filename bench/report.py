@@ -191,6 +191,8 @@ def plot_limit(axis, table):
         axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
         return
     grouped_bars(axis, rows.assign(stage=rows.metric.str.removeprefix("gflops_")), 1)
+    axis.set_ylim(top=axis.get_ylim()[1] * 1.2)
+    axis.legend(fontsize=7, ncol=3, loc="upper center")
 
 
 def plot_shares(axis, table):
@@ -211,8 +213,9 @@ def plot_shares(axis, table):
 
 
 def plot_breakdown(axis, table):
-    axis.set_title("training step: seconds by kind of work", fontsize=10)
+    axis.set_title("our training steps: seconds by kind of work", fontsize=10)
     rows = task_rows(table, "train", "step_seconds: ")
+    rows = rows[rows.impl.str.startswith("ours")] if len(rows) else rows
     if rows.empty:
         axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
         return
@@ -223,7 +226,7 @@ def plot_breakdown(axis, table):
         axis.bar(range(len(seconds)), seconds[kind].fillna(0.0), bottom=bottom, label=kind)
         bottom += seconds[kind].fillna(0.0)
     axis.set_xticks(list(range(len(seconds))), list(seconds.index), rotation=30, ha="right", fontsize=9)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper left")
 
 
 def grouped_bars(axis, rows, unit):
