@@ -1,5 +1,7 @@
-"""python -m bench (make bench): training throughput, peak memory, decoding speed and scoring time of our
-implementations against microsoft/LoRA's configuration and Hugging Face; writes log/bench.json and a figure.
+"""python -m bench (make bench): the machine's float32 matrix-product limit, training throughput (and its share
+of that limit, and where a step's time goes), peak memory, decoding speed and scoring time of our implementations
+against microsoft/LoRA's configuration, Hugging Face and (--baseline) an earlier commit; writes log/bench.json and
+a figure.
 
 Each implementation runs in its own process (environments/run torch|jittor python -m bench.<worker>), once
 per repeat, and writes its measurement as a JSON file; the implementations take turns repeat by repeat, so
