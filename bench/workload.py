@@ -28,7 +28,7 @@ from common_data.decoding.beam import BeamSettings, query_tokens, unique_queries
 from common_data.model.synthetic_model import peaked_arrays
 
 TRAIN_EPOCH = 1  # the trainer counts epochs from 1; the batch order depends on it
-PROFILED_STEPS = 2  # steps after the timed ones, under the framework's profiler, for the breakdown
+PROFILED_STEPS = 2  # timed batches run again for the breakdown (step_breakdown)
 
 
 @dataclass(frozen=True)
