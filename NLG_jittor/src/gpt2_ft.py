@@ -30,6 +30,7 @@ from common_data.model.checkpoint import (checkpoint_metadata, load_base_checkpo
 from common_data.cli.command import command, output_folder
 from common_data.cli.ft_args import parse_args
 from common_data.model.gpt2_config import AdapterConfig, config_for_card
+from common_data.model.packing import pack
 from common_data.training.resume import Progress, load_trainer_state, resume_point, save_trainer_state
 from common_data.training.schedule import learning_rate
 from common_data.training.tensorboard_log.curves import TrainingCurves
@@ -165,10 +166,14 @@ class Trainer:
         adds up to that of the token mean over the global batch, whatever the number of ranks.
         """
         tensors = [jt.array(array) for array in (batch.input_ids, batch.targets, batch.loss_mask)]
+        packing = None if self.args.pad_to_seq_len or self.args.full_logits else pack(batch.lengths, batch.width)
+        if self.shared_masks is not None:
+            self.shared_masks.lengths = None if packing is None else batch.lengths
         local_tokens = float(batch.loss_mask.sum())
         (global_tokens,) = self.ranks.all_sum(local_tokens)
         _, loss = self.model(tensors[0], targets=tensors[1], loss_mask=tensors[2],
-                             label_smooth=self.args.label_smooth, full_logits=self.args.full_logits)
+                             label_smooth=self.args.label_smooth, full_logits=self.args.full_logits,
+                             packing=packing)
         # the model divides by tokens + 1e-4, as microsoft/LoRA
         local_sum = loss.float32() * (local_tokens + 1e-4)
         (global_sum,) = self.ranks.all_sum(local_sum.item())

@@ -27,6 +27,24 @@ def attention_mask(past_length, length, padding, like):
     return causal & ((keys >= padding.view(-1, 1, 1, 1)) | (keys == queries))
 
 
+class PackedTokens:
+    """A right-padded batch's real tokens one after another (common_data.model.packing), as index tensors."""
+
+    def __init__(self, packing, like):
+        self.places = ops.from_numpy_like(packing.places, like)
+        self.slots = ops.from_numpy_like(packing.slots, like)
+        self.rows, self.length = packing.rows, packing.length
+
+    def pack(self, x):
+        """[B, L, ...] -> [N, ...]: the real tokens."""
+        return ops.take_rows(x.reshape(-1, *x.shape[2:]), self.places)
+
+    def to_rows(self, x):
+        """[N, width] -> [B, L, width], zeros at the padding."""
+        padded = ops.take_rows(ops.concat([x, ops.zeros_like(x[:1])]), self.slots)
+        return padded.reshape(self.rows, self.length, x.shape[-1])
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, plan, block):
@@ -35,10 +53,14 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = conv1d_for(plan, f"h.{block}.attn.c_attn")
         self.c_proj = conv1d_for(plan, f"h.{block}.attn.c_proj")
 
-    def execute(self, x, past=None, mask=None):
-        """mask: which keys each query sees ([L, S] or [B, 1, L, S], see attention_mask); None: causal."""
-        batch, length, width = x.shape
-        q, k, v = self.c_attn(x).split(width, dim=2)
+    def execute(self, x, past=None, mask=None, tokens=None):
+        """mask: which keys each query sees ([L, S] or [B, 1, L, S], see attention_mask); None: causal.
+        tokens: x holds the PackedTokens of right-padded rows; attention runs on the rows."""
+        qkv = self.c_attn(x)
+        if tokens is not None:
+            qkv = tokens.to_rows(qkv)
+        batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = qkv.split(width, dim=2)
         q = q.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
         k = k.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
         v = v.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
@@ -47,6 +69,8 @@ class CausalSelfAttention(nn.Module):
             v = ops.concat([past[1], v], dim=2)
         y = ops.attention(q, k, v, mask)
         y = y.transpose(1, 2).reshape(batch, length, width)
+        if tokens is not None:
+            y = tokens.pack(y)
         return self.c_proj(y), (k, v)
 
 
@@ -71,8 +95,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(plan, block)
 
-    def execute(self, x, past=None, mask=None):
-        attn_out, present = self.attn(self.ln_1(x), past, mask)
+    def execute(self, x, past=None, mask=None, tokens=None):
+        attn_out, present = self.attn(self.ln_1(x), past, mask, tokens)
         x = x + attn_out
         x = x + self.mlp(self.ln_2(x))
         return x, present
@@ -102,7 +126,7 @@ class GPT2LMModel(nn.Module):
         self.load_arrays(start)
 
     def execute(self, input_ids, targets=None, loss_mask=None, label_smooth=0.0, past_key_values=None,
-                use_cache=False, full_logits=False, padding=None):
+                use_cache=False, full_logits=False, padding=None, packing=None):
         """(logits [B, L, V], None) without targets, (None, loss) with them.
 
         past_key_values: a list of (k, v) per layer, each [B, n_head, past_length, head_dim], from an earlier
@@ -111,6 +135,8 @@ class GPT2LMModel(nn.Module):
         Training pads at the right, where the causal mask keeps real tokens from seeing it. Decoding pads at
         the left: padding (int [B]) counts each row's leading pad tokens, cached ones included; those get no
         attention and positions count from each row's first real token, so every row computes as if alone.
+        packing: the common_data.model.packing.Packing of a right-padded batch without cache: the blocks skip the
+        padding (the loss is the same, the work less; logits come for the real tokens only, [N, V]).
         """
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         positions = ops.positions(past_length, past_length + input_ids.shape[1], input_ids)
@@ -120,9 +146,13 @@ class GPT2LMModel(nn.Module):
         if past_key_values is not None or padding is not None:
             mask = attention_mask(past_length, input_ids.shape[1], padding, input_ids)
         x = self.wte(input_ids) + self.wpe(positions)
+        tokens = None if packing is None else PackedTokens(packing, input_ids)
+        if tokens is not None:
+            x = tokens.pack(x)
+            targets, loss_mask = (None if rows is None else tokens.pack(rows) for rows in (targets, loss_mask))
         presents = []
         for i, block in enumerate(self.h):
-            x, present = block(x, None if past_key_values is None else past_key_values[i], mask)
+            x, present = block(x, None if past_key_values is None else past_key_values[i], mask, tokens)
             presents.append(present)
         x = self.ln_f(x)
         if targets is None:

@@ -167,6 +167,11 @@ def concat(tensors, dim=0):
     return jt.concat(tensors, dim=dim)
 
 
+def take_rows(x, index):
+    """x[index] for int64 index [n] along the first axis."""
+    return x[index]
+
+
 def clamp_min(x, low):
     return x.maximum(low)
 

@@ -168,6 +168,12 @@ def concat(tensors, dim=0):
     return torch.cat(tensors, dim=dim)
 
 
+def take_rows(x, index):
+    """x[index] for int64 index [n] along the first axis (index_select: its gradient adds rows up without
+    index_put's accumulate)."""
+    return x.index_select(0, index)
+
+
 def clamp_min(x, low):
     return x.clamp(min=low)
 

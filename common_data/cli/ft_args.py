@@ -60,8 +60,9 @@ def build_parser():
     data.add_argument("--pad_multiple", type=int, default=BatchConfig.pad_multiple,
                       help="pad each batch to the next multiple of this length (1 = no extra padding)")
     data.add_argument("--pad_to_seq_len", action="store_true",
-                      help="pad every sequence to --seq_len as microsoft/LoRA does (with --full_logits: its "
-                           "original configuration, for benchmarks; the loss is the same)")
+                      help="pad every sequence to --seq_len and compute the padding as microsoft/LoRA does (with "
+                           "--full_logits: its original configuration, for benchmarks; the loss is the same); "
+                           "otherwise the model skips the padding, running the real tokens packed")
     data.add_argument("--full_logits", action="store_true",
                       help="compute logits at every position, padding included, as microsoft/LoRA does, instead of "
                            "only where the loss is taken (the loss is the same, the work is more)")

@@ -41,6 +41,11 @@ class Batch:
     input_ids: np.ndarray  # int64 [B, L]
     targets: np.ndarray  # int64 [B, L]
     loss_mask: np.ndarray  # float32 [B, L]
+    lengths: np.ndarray  # int64 [B]: the real tokens of each row, the padding after them
+
+    @property
+    def width(self):
+        return self.input_ids.shape[1]
 
 
 def load_encoded(path):
@@ -76,7 +81,8 @@ def padded_length(examples, config):
 def collate(examples, length):
     """Stack examples into a Batch of width `length`, padding with 0 / 0.0."""
     batch = Batch(np.zeros((len(examples), length), np.int64), np.zeros((len(examples), length), np.int64),
-                  np.zeros((len(examples), length), np.float32))
+                  np.zeros((len(examples), length), np.float32),
+                  np.array([len(example.input_ids) for example in examples], dtype=np.int64))
     for row, example in enumerate(examples):
         size = len(example.input_ids)
         batch.input_ids[row, :size] = example.input_ids

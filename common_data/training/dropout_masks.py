@@ -38,12 +38,16 @@ def row_words(key, row, count):
     return raw.astype("<u8", copy=False).view("<u4")[:count]
 
 
-def keep_scale(key, rows, shape, p):
+def keep_scale(key, rows, shape, p, lengths=None):
     """The dropout multiplier of a tensor of `shape` whose rows are `rows` of the global batch: float32, 0 where a
-    unit drops (probability p), 1 / (1 - p) where it stays."""
-    row_size = math.prod(shape[1:])
+    unit drops (probability p), 1 / (1 - p) where it stays. lengths: the tensor holds the rows' real tokens packed
+    (common_data.model.packing), lengths[i] of rows[i] one after another, each dropped as in the padded tensor."""
     threshold = np.uint32(min(math.ceil(p * 2**32), 2**32 - 1))
-    keep = np.stack([row_words(key, int(row), row_size) >= threshold for row in rows])
+    if lengths is None:
+        counts = [math.prod(shape[1:])] * len(rows)
+    else:
+        counts = [int(length) * math.prod(shape[1:]) for length in lengths]
+    keep = np.concatenate([row_words(key, int(row), count) >= threshold for row, count in zip(rows, counts)])
     return np.where(keep.reshape(shape), np.float32(1.0 / (1.0 - p)), np.float32(0.0))
 
 
@@ -57,13 +61,16 @@ def module_key(name):
 
 
 class SharedMasks:
-    """The masks of one rank's training batches: the trainer sets `step` before each batch; `rows` are the rows of
-    the global batch that this rank holds."""
+    """The masks of one rank's training batches: the trainer sets `step` before each batch, and `lengths` (the
+    rows' real tokens) while the model runs them packed; `rows` are the rows of the global batch that this rank
+    holds."""
 
     def __init__(self, seed, rows):
-        self.seed, self.rows, self.step = seed, np.asarray(rows, dtype=np.int64), 0
+        self.seed, self.rows, self.step, self.lengths = seed, np.asarray(rows, dtype=np.int64), 0, None
 
     def scale(self, layer, tensor, shape, p):
-        if shape[0] != len(self.rows):
-            raise ValueError(f"a dropout input of {shape[0]} rows in a batch of {len(self.rows)} on this rank")
-        return keep_scale(stream_key(self.seed, self.step, layer, tensor), self.rows, shape, p)
+        expected = len(self.rows) if self.lengths is None else int(np.sum(self.lengths))
+        if shape[0] != expected:
+            kind = "rows" if self.lengths is None else "packed tokens"
+            raise ValueError(f"a dropout input of {shape[0]} rows in a batch of {expected} {kind} on this rank")
+        return keep_scale(stream_key(self.seed, self.step, layer, tensor), self.rows, shape, p, self.lengths)

@@ -70,3 +70,7 @@ def test_shared_masks_key_by_step_and_check_the_rows():
     assert not np.array_equal(masks.scale(0, 1, (2, 6, 8), 0.5), first)
     with pytest.raises(ValueError, match="3 rows in a batch of 2"):
         masks.scale(0, 1, (3, 6, 8), 0.5)
+    masks.step, masks.lengths = 1, np.array([4, 6])
+    np.testing.assert_array_equal(masks.scale(0, 1, (10, 8), 0.5), first.reshape(12, 8)[[0, 1, 2, 3, 6, 7, 8, 9, 10, 11]])
+    with pytest.raises(ValueError, match="12 rows in a batch of 10 packed tokens"):
+        masks.scale(0, 1, (12, 8), 0.5)

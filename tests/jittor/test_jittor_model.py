@@ -10,8 +10,10 @@ from common_data.model.gpt2_config import AdapterConfig, GPT2Config
 from common_data.model.plan import base_param_shapes
 from common_data.model.init_params import init_adapter_params, init_base_params
 from common_data.model.merge import merge_adapter_arrays
+from common_data.model.packing import pack
 from NLG_jittor.src.adapters import (adapter_mode, adapter_state_dict, mark_only_adapter_as_trainable, merge_adapters,
                                      switch_to_parallel, unmerge_adapters)
+from NLG_jittor.src.dropout import use_shared_masks
 from NLG_jittor.src.model import GPT2LMModel
 from NLG_jittor.src.ops import WeightedTokenLoss
 from NLG_jittor.src.optimizer import AdamW
@@ -199,6 +201,27 @@ def test_loss_on_loss_positions_equals_loss_from_full_logits(label_smooth):
     assert abs(loss.item() - expected) <= 1e-5
     unmasked = model(jt.array(INPUT_IDS), targets=jt.array(TARGETS))[1].item()
     assert unmasked == loss_of(model, loss_mask=np.ones(TARGETS.shape, np.float32), label_smooth=0.0).item()
+
+
+def test_a_packed_batch_gives_the_loss_and_gradients_of_its_padded_rows():
+    """The trainer runs right-padded rows packed (common_data.model.packing), dropout masks shared: the same masks,
+    loss and gradients."""
+    model = trained(AdapterConfig(adapter="lora", lora_dim=4, lora_alpha=32, lora_dropout=0.5,
+                                  targets=("q", "v", "c_fc")))
+    masks = use_shared_masks(model, seed=7, rows=[0, 1, 2])
+    masks.step = 3
+    lengths = np.array([15, 16, 12])  # the loss mask lies inside
+    params = [param for param in model.parameters() if not param.is_stop_grad()]
+    results = []
+    for packing in (None, pack(lengths, 16)):
+        masks.lengths = None if packing is None else lengths
+        loss = model(jt.array(INPUT_IDS), targets=jt.array(TARGETS), loss_mask=jt.array(LOSS_MASK),
+                     label_smooth=0.1, packing=packing)[1]
+        results.append((loss.item(), [grad.numpy() for grad in jt.grad(loss, params)]))
+    (padded_loss, padded_grads), (packed_loss, packed_grads) = results
+    assert abs(packed_loss - padded_loss) <= 1e-6
+    for padded_grad, packed_grad in zip(padded_grads, packed_grads):
+        np.testing.assert_allclose(packed_grad, padded_grad, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("label_smooth", [0.1, 0.0])

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from common_data.model.gpt2_config import AdapterConfig, GPT2Config
+from common_data.model.packing import pack
 from common_data.training.dropout_masks import module_key
 from NLG_pytorch.src.dropout import SharedDropout, use_shared_masks
 from NLG_pytorch.src.model import GPT2LMModel
@@ -45,3 +46,24 @@ def test_the_masks_change_with_the_step_and_repeat_with_it():
     assert torch.equal(outputs[0], outputs[2]) and not torch.equal(outputs[0], outputs[1])
     with torch.no_grad():
         assert not torch.equal(model.eval()(INPUT_IDS)[0], outputs[0])
+
+
+def test_a_packed_batch_drops_the_units_of_its_padded_rows_and_gives_their_loss_and_gradients():
+    """The trainer runs right-padded rows packed (common_data.model.packing): the same masks, loss and gradients."""
+    model, masks = model_with_shared_masks()
+    masks.step = 3
+    lengths = np.array([10, 4, 7])
+    loss_mask = torch.from_numpy((np.arange(10) < lengths[:, None] - 1).astype(np.float32))
+    results = []
+    for packing in (None, pack(lengths, 10)):
+        masks.lengths = None if packing is None else lengths
+        model.zero_grad()
+        loss = model(INPUT_IDS, targets=INPUT_IDS.roll(-1, 1), loss_mask=loss_mask, packing=packing)[1]
+        loss.backward()
+        results.append((loss.item(), {name: param.grad.clone() for name, param in model.named_parameters()
+                                      if param.grad is not None}))
+    (padded_loss, padded_grads), (packed_loss, packed_grads) = results
+    assert abs(packed_loss - padded_loss) <= 1e-6
+    assert packed_grads.keys() == padded_grads.keys() and padded_grads
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
