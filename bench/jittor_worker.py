@@ -55,11 +55,11 @@ def precision(spec):
 
 def jittor_kind(name):
     """The kind of work of a profiled Jittor op (workload's kinds), None for the rest: oneDNN's products (the LM
-    head's are taken out in workload.step_breakdown), the batched-matmul kernel and the 4-D fused ops ([B, H, L, S])
-    attention's."""
+    head's are taken out in workload.step_breakdown), the causal attention kernels, and under a mask attention's
+    batched-matmul kernel and 4-D fused ops ([B, H, L, S])."""
     if name.startswith("mkl_matmul"):
         return workload.BLOCK_MATMULS
-    if name.startswith("code") and "batch" in name or "DIM=4" in name:
+    if name.startswith("code") and ("HEAD_DIM" in name or "batch" in name) or "DIM=4" in name:
         return workload.ATTENTION
     return None
 

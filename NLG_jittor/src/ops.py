@@ -1,8 +1,9 @@
 """The framework operations the model, the adapters and beam search use (Jittor).
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
-Jittor lacks (their C sources in kernels/): a multithreaded batched matmul, the token loss's gradient, and
-sums over the vocabulary in float64 (Jittor sums in the input's precision one element after another).
+Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the token
+loss's gradient, and sums over the vocabulary in float64 (Jittor sums in the input's precision one element after
+another).
 """
 import math
 from pathlib import Path
@@ -24,6 +25,14 @@ def kernel_source(name):
 
 BATCHED_MATMUL_SRC = kernel_source("batched_matmul")
 TOKEN_LOSS_GRAD_SRC = kernel_source("token_loss_grad")
+CAUSAL_ATTENTION_SRC = kernel_source("causal_attention")
+CAUSAL_ATTENTION_GRAD_SRC = kernel_source("causal_attention_grad")
+CPP_HEADERS = "#include <algorithm>\n#include <cmath>\n#include <vector>\n"
+
+
+def attention_header(head_dim):
+    """The attention kernels' header: head_dim is their compile-time HEAD_DIM."""
+    return f"{CPP_HEADERS}constexpr int HEAD_DIM = {head_dim};"
 
 
 def cpu_matmul(a, b):
@@ -62,9 +71,31 @@ def batched_matmul(a, b, transpose_b=False):
     return BatchedMatmul.apply(a, b, transpose_b)
 
 
+class CausalAttention(jt.Function):
+    """Causal attention for query, key, value [B, H, L, D] on the CPU, one kernel each way
+    (kernels/causal_attention.cc and its _grad): no [L, L] probabilities are stored, the backward pass rebuilds
+    them from each query's log-sum-exp."""
+
+    def execute(self, query, key, value):
+        heads = query.shape[0] * query.shape[1]
+        q, k, v = (x.reshape(heads, *x.shape[2:]) for x in (query, key, value))
+        out, lse = jt.code([q.shape, (heads, q.shape[1])], [q.dtype, q.dtype], [q, k, v],
+                           cpu_header=attention_header(q.shape[2]), cpu_src=CAUSAL_ATTENTION_SRC)
+        self.saved = q, k, v, out, lse
+        return out.reshape(query.shape)
+
+    def grad(self, grad_out):
+        q, k, v, out, lse = self.saved
+        grads = jt.code([q.shape] * 3, [q.dtype] * 3, [q, k, v, out, lse, grad_out.reshape(q.shape)],
+                        cpu_header=attention_header(q.shape[2]), cpu_src=CAUSAL_ATTENTION_GRAD_SRC)
+        return tuple(grad.reshape(grad_out.shape) for grad in grads)
+
+
 def attention(query, key, value, mask=None):
     """softmax(q k^T / sqrt(head_dim)) v over the keys where mask (bool, [L, S] or [B, 1, L, S]) is True; None:
     causal. As torch's F.scaled_dot_product_attention."""
+    if mask is None and not jt.flags.use_cuda:
+        return CausalAttention.apply(query, key, value)
     if mask is None:
         mask = jt.ones((query.shape[2], key.shape[2]), dtype="bool").tril()
     scores = batched_matmul(query, key, transpose_b=True) / math.sqrt(query.shape[-1])

@@ -15,6 +15,7 @@ from NLG_jittor.src.adapters import (adapter_mode, adapter_state_dict, mark_only
                                      switch_to_parallel, unmerge_adapters)
 from NLG_jittor.src.dropout import use_shared_masks
 from NLG_jittor.src.model import GPT2LMModel
+from NLG_jittor.src import ops
 from NLG_jittor.src.ops import WeightedTokenLoss
 from NLG_jittor.src.optimizer import AdamW
 
@@ -222,6 +223,20 @@ def test_a_packed_batch_gives_the_loss_and_gradients_of_its_padded_rows():
     assert abs(packed_loss - padded_loss) <= 1e-6
     for padded_grad, packed_grad in zip(padded_grads, packed_grads):
         np.testing.assert_allclose(packed_grad, padded_grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("length, head_dim", [(7, 16), (33, 64)])
+def test_the_causal_attention_kernels_give_the_masked_softmax_and_its_gradients(length, head_dim):
+    rng = np.random.default_rng(length)
+    query, key, value, weights = (jt.array(rng.normal(0, 1, (2, 3, length, head_dim)).astype(np.float32))
+                                  for _ in range(4))
+    causal = jt.ones((length, length), dtype="bool").tril()
+    results = []
+    for mask in (None, causal):
+        out = ops.attention(query, key, value, mask)
+        results.append([out.numpy()] + [grad.numpy() for grad in jt.grad((out * weights).sum(), [query, key, value])])
+    for kernel, masked in zip(*results):
+        assert max_diff(kernel, masked) <= 1e-5
 
 
 @pytest.mark.parametrize("label_smooth", [0.1, 0.0])
