@@ -2,7 +2,7 @@
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
 Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the token
-loss's gradient, and sums over the vocabulary in float64 (Jittor sums in the input's precision one element after
+loss's gradient, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision one element after
 another).
 """
 import math
@@ -27,7 +27,8 @@ BATCHED_MATMUL_SRC = kernel_source("batched_matmul")
 TOKEN_LOSS_GRAD_SRC = kernel_source("token_loss_grad")
 CAUSAL_ATTENTION_SRC = kernel_source("causal_attention")
 CAUSAL_ATTENTION_GRAD_SRC = kernel_source("causal_attention_grad")
-CPP_HEADERS = "#include <algorithm>\n#include <cmath>\n#include <vector>\n"
+ADAMW_STEP_SRC = kernel_source("adamw_step")
+CPP_HEADERS = "#include <algorithm>\n#include <cfloat>\n#include <cmath>\n#include <vector>\n"
 
 
 def attention_header(head_dim):
@@ -336,17 +337,23 @@ def set_gradients(optimizer, params, arrays):
                 grad.update(tensor_like(arrays[by_id[id(param)]], param))
 
 
-def adam_moments(exp_avg, exp_avg_sq, grad, beta1, beta2):
-    """m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2, in place."""
-    exp_avg.update(exp_avg * beta1 + (1.0 - beta1) * grad)
-    exp_avg_sq.update(exp_avg_sq * beta2 + (1.0 - beta2) * grad * grad)
-
-
-def adam_update(param, exp_avg, exp_avg_sq, step_size, eps, decay):
-    """p <- p - step_size m / (sqrt(v) + eps), then p <- p - decay p, in place."""
-    param.update(param - step_size * (exp_avg / (exp_avg_sq.sqrt() + eps)))
-    if decay > 0.0:
-        param.update(param - decay * param)
+def adam_step(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, eps, decay):
+    """m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p - step_size m / (sqrt(v) + eps), then
+    p <- p - decay p, in place; on the CPU in one multithreaded pass (kernels/adamw_step.cc): Jittor compiles its
+    elementwise CPU kernels for one thread."""
+    if jt.flags.use_cuda:
+        exp_avg.update(exp_avg * beta1 + (1.0 - beta1) * grad)
+        exp_avg_sq.update(exp_avg_sq * beta2 + (1.0 - beta2) * grad * grad)
+        param.update(param - step_size * (exp_avg / (exp_avg_sq.sqrt() + eps)))
+        if decay > 0.0:
+            param.update(param - decay * param)
+        return
+    hyper = {name: float(value) for name, value in dict(beta1=beta1, beta2=beta2, rest1=1.0 - beta1, rest2=1.0 - beta2,
+                                                      step_size=step_size, eps=eps, decay=decay).items()}
+    outputs = jt.code([param.shape] * 3, [param.dtype] * 3, [param, exp_avg, exp_avg_sq, grad], data=hyper,
+                      cpu_header=CPP_HEADERS, cpu_src=ADAMW_STEP_SRC)
+    for state, value in zip((param, exp_avg, exp_avg_sq), outputs):
+        state.update(value)
 
 
 no_grad = jt.no_grad

@@ -110,7 +110,7 @@ class LMHeadLoss(torch.autograd.Function):
         rows, vocab_size = hidden.shape[0], weight.shape[0]
         per_token = hidden.new_empty(rows)
         ctx.hidden_grad = hidden.new_empty(hidden.shape) if want_hidden else None
-        ctx.weight_grad = torch.zeros_like(weight) if want_weight else None
+        ctx.weight_grad = None
         buffer = np.empty((min(LM_HEAD_CHUNK, rows), vocab_size), dtype=np.float32)
         for start in range(0, rows, LM_HEAD_CHUNK):
             chunk = slice(start, min(start + LM_HEAD_CHUNK, rows))
@@ -135,7 +135,9 @@ class LMHeadLoss(torch.autograd.Function):
             gradient[at_target] -= (1.0 - label_smooth) * chunk_weights
             if want_hidden:
                 torch.mm(gradient, weight, out=ctx.hidden_grad[chunk])
-            if want_weight:
+            if want_weight and ctx.weight_grad is None:
+                ctx.weight_grad = gradient.t() @ hidden[chunk]
+            elif want_weight:
                 ctx.weight_grad.addmm_(gradient.t(), hidden[chunk])
         return (per_token * weights).sum()
 
@@ -303,17 +305,26 @@ def set_gradients(optimizer, params, arrays):
         param.grad = tensor_like(arrays[name], param)
 
 
-def adam_moments(exp_avg, exp_avg_sq, grad, beta1, beta2):
-    """m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2, in place."""
+def adam_step(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, eps, decay):
+    """m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p - step_size m / (sqrt(v) + eps), then
+    p <- p - decay p, in place; sqrt(v) + eps goes to a buffer kept for the next call."""
     exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-
-
-def adam_update(param, exp_avg, exp_avg_sq, step_size, eps, decay):
-    """p <- p - step_size m / (sqrt(v) + eps), then p <- p - decay p, in place."""
-    param.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(eps), value=-step_size)
+    param.addcdiv_(exp_avg, torch.sqrt(exp_avg_sq, out=scratch_like(param)).add_(eps), value=-step_size)
     if decay > 0.0:
         param.add_(param, alpha=-decay)
+
+
+SCRATCH = {}
+
+
+def scratch_like(tensor):
+    """A tensor of tensor's shape, dtype and device, its contents undefined, on memory that the next call reuses: a
+    temporary of an embedding's size would otherwise come as fresh pages every step."""
+    key = tensor.device, tensor.dtype
+    if key not in SCRATCH or SCRATCH[key].numel() < tensor.numel():
+        SCRATCH[key] = torch.empty(tensor.numel(), dtype=tensor.dtype, device=tensor.device)
+    return SCRATCH[key][:tensor.numel()].view(tensor.shape)
 
 
 no_grad = torch.no_grad

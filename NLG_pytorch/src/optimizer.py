@@ -34,12 +34,11 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg"] = ops.constant_like(param)
                     state["exp_avg_sq"] = ops.constant_like(param)
                 state["step"] += 1
-                ops.adam_moments(state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2)
                 step_size = group["lr"]
                 if group["correct_bias"]:
                     step_size *= math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
-                ops.adam_update(param, state["exp_avg"], state["exp_avg_sq"], step_size, group["eps"],
-                                group["lr"] * group["weight_decay"])
+                ops.adam_step(param, state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2, step_size,
+                              group["eps"], group["lr"] * group["weight_decay"])
 
     def reset_state(self, params):
         """Forget the moments and step count of `params` (JELLY's switch to parallel)."""

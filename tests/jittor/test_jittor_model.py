@@ -298,8 +298,11 @@ def reference_adamw(param, grads, lr, betas, eps, weight_decay, correct_bias):
 @pytest.mark.parametrize("correct_bias", [True, False])
 def test_adamw_follows_microsoft_lora_update_rule(correct_bias):
     rng = np.random.default_rng(5)
-    start = rng.normal(0, 1, (6, 3))
-    grads = [rng.normal(0, 1, (6, 3)) * scale for scale in (1.0, 0.1, 3.0, 1e-3)]
+    start = rng.normal(0, 1, (16, 3))
+    grads = [rng.normal(0, 1, (16, 3)) * scale for scale in (1.0, 0.1, 3.0, 1e-3)]
+    for grad in grads:
+        # units without gradient, and gradients whose square is subnormal in float32
+        grad[0], grad[5:7] = 0.0, 1e-20
     param = jt.array(start.astype(np.float32))
     hyper = dict(lr=0.01, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.1, correct_bias=correct_bias)
     optimizer = AdamW([param], **hyper)
