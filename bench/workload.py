@@ -140,13 +140,15 @@ def timed_token_counts(spec, examples):
 
 def step_flops(config, batch, full_logits=False, full_finetune=False):
     """Floating-point operations of the matrix products of one training step on batch, each [m, k] x [k, n] counted
-    2 m k n: the blocks' weights (24 T d^2 per layer forward for T tokens, padding included), attention's scores
-    and mixing (4 B L^2 d per layer), the LM head (2 R d V for its R loss rows; every row with full_logits); the
-    backward pass as many again for the inputs' gradients, and once more for the weights' with full fine-tuning.
-    LoRA's rank-r products are left out (under 1% at r = 4)."""
+    2 m k n: the blocks' weights (24 T d^2 per layer forward for the T tokens they run on: the real ones, which the
+    trainer packs, or with full_logits every padded position, as microsoft/LoRA), attention's scores and mixing on
+    the padded rows (4 B L^2 d per layer), the LM head (2 R d V for its R loss rows; every position with
+    full_logits); the backward pass as many again for the inputs' gradients, and once more for the weights' with
+    full fine-tuning. LoRA's rank-r products are left out (under 1% at r = 4)."""
     rows, length = batch.input_ids.shape
-    tokens, d = rows * length, config.n_embd
-    loss_rows = tokens if full_logits else int(np.count_nonzero(batch.loss_mask))
+    d = config.n_embd
+    tokens = rows * length if full_logits else int(batch.lengths.sum())
+    loss_rows = rows * length if full_logits else int(np.count_nonzero(batch.loss_mask))
     blocks = 24 * tokens * d * d * config.n_layer
     attention = 4 * rows * length * length * d * config.n_layer
     head = 2 * loss_rows * d * config.vocab_size

@@ -47,6 +47,21 @@ def test_the_three_losses_agree_on_one_batch(spec):
     assert (hf_labels(batch) != -100).sum() == batch.loss_mask.sum()
 
 
+def test_the_flops_count_the_blocks_on_the_tokens_they_run_on(spec):
+    """Our trainer packs the real tokens; microsoft/LoRA's configuration (full_logits) runs every padded position."""
+    (batch,) = workload.bench_batches(spec, workload.load_train_examples(spec))[:1]
+    wider = batching.Batch(*(np.pad(array, ((0, 0), (0, 32))) for array in (batch.input_ids, batch.targets,
+                                                                            batch.loss_mask)), batch.lengths)
+    config = config_for_card(spec.model_card)
+    rows, length = batch.input_ids.shape
+    attention = 2 * 4 * rows * ((length + 32) ** 2 - length ** 2) * config.n_embd * config.n_layer
+    assert workload.step_flops(config, wider) - workload.step_flops(config, batch) == attention
+    blocks = 2 * 24 * rows * 32 * config.n_embd ** 2 * config.n_layer
+    head = 2 * 2 * rows * 32 * config.n_embd * config.vocab_size
+    full = workload.step_flops(config, wider, full_logits=True) - workload.step_flops(config, batch, full_logits=True)
+    assert full == attention + blocks + head
+
+
 def test_token_counts_leave_padding_out(spec):
     examples = workload.load_train_examples(spec)
     timed = workload.bench_batches(spec, examples)[spec.warmup_steps:]
