@@ -16,11 +16,6 @@ class Packing:
     rows: int
     length: int
 
-    @property
-    def positions(self):
-        """int64 [N]: each packed token's position in its row."""
-        return self.places % self.length
-
 
 def pack(lengths, length):
     """The Packing of rows whose first lengths[r] of `length` places hold real tokens."""
