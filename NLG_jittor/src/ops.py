@@ -2,8 +2,8 @@
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
 Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the token
-loss's gradient, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision one element after
-another).
+loss's gradient, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision
+one element after another).
 """
 import math
 from pathlib import Path
@@ -348,10 +348,11 @@ def adam_step(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, eps, de
         if decay > 0.0:
             param.update(param - decay * param)
         return
-    hyper = {name: float(value) for name, value in dict(beta1=beta1, beta2=beta2, rest1=1.0 - beta1, rest2=1.0 - beta2,
-                                                      step_size=step_size, eps=eps, decay=decay).items()}
-    outputs = jt.code([param.shape] * 3, [param.dtype] * 3, [param, exp_avg, exp_avg_sq, grad], data=hyper,
-                      cpu_header=CPP_HEADERS, cpu_src=ADAMW_STEP_SRC)
+    hyper = dict(beta1=beta1, beta2=beta2, rest1=1.0 - beta1, rest2=1.0 - beta2, step_size=step_size, eps=eps,
+                 decay=decay)
+    outputs = jt.code([param.shape] * 3, [param.dtype] * 3, [param, exp_avg, exp_avg_sq, grad],
+                      data={name: float(value) for name, value in hyper.items()}, cpu_header=CPP_HEADERS,
+                      cpu_src=ADAMW_STEP_SRC)
     for state, value in zip((param, exp_avg, exp_avg_sq), outputs):
         state.update(value)
 
