@@ -18,7 +18,7 @@ test:  ## run every test, each in its framework's environment: both suites at on
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-torch test-jittor
 
 test-torch:  ## framework-neutral, eval, alignment and PyTorch tests (torch environment)
-	$(RUN) torch $(PYTEST) tests/common tests/eval tests/alignment tests/torch
+	$(RUN) torch $(PYTEST) -p NLG_pytorch tests/common tests/eval tests/alignment tests/torch
 
 test-jittor:  ## Jittor tests (jittor environment, no torch installed)
 	$(RUN) jittor $(PYTEST) tests/jittor

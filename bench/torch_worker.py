@@ -9,6 +9,8 @@ backward, AdamW update):
   every position, padding included, then the masked mean (--full_logits).
 Decoding (ours-torch): gpt2_beam.py's model and batched beam search (NLG_pytorch/src/beam_search.py).
 """
+import NLG_pytorch  # noqa: F401  (first: it sets numpy's OpenBLAS thread timeout, read when numpy loads)
+
 import tempfile
 from collections import defaultdict
 
