@@ -1,8 +1,8 @@
 """The framework operations the model, the adapters and beam search use (Jittor).
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
-Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the token
-loss's gradient, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision
+Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the LM
+head's token loss with its gradient, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision
 one element after another).
 """
 import math
@@ -24,7 +24,7 @@ def kernel_source(name):
 
 
 BATCHED_MATMUL_SRC = kernel_source("batched_matmul")
-TOKEN_LOSS_GRAD_SRC = kernel_source("token_loss_grad")
+TOKEN_LOSS_SRC = kernel_source("token_loss")
 CAUSAL_ATTENTION_SRC = kernel_source("causal_attention")
 CAUSAL_ATTENTION_GRAD_SRC = kernel_source("causal_attention_grad")
 ADAMW_STEP_SRC = kernel_source("adamw_step")
@@ -114,6 +114,13 @@ def matmul_transposed(x, weight):
     return nn.matmul_transpose(x, weight)
 
 
+def matmul_first_transposed(a, b):
+    """a^T b for a [n, m], b [n, k]: written as the broadcast and sum that Jittor maps to oneDNN's product reading a
+    transposed (a.transpose() @ b copies a first)."""
+    (rows, m), k = a.shape, b.shape[1]
+    return (a.broadcast([rows, m, k], [2]) * b.broadcast([rows, m, k], [1])).sum(0)
+
+
 def log_sum_exp(logits):
     """log sum exp over the last axis, summed in float64."""
     peak = logits.max(dim=-1, keepdims=True)
@@ -129,10 +136,9 @@ class WeightedTokenLoss(jt.Function):
     """sum over rows of weight * ((1 - ls) * (-log p[target]) + ls * (mean over the vocabulary of -log p)).
 
     -log p = logsumexp - logit, with the sums of the forward pass in float64. The gradient is written out,
-    (softmax - (1 - ls) * onehot - ls / V) * weight: autograd through gather, exp and the float64 sums would hold
-    several [rows, vocabulary] tensors at once. On the CPU it is one multithreaded kernel
-    (kernels/token_loss_grad.cc); on a GPU one elementwise expression over the vocabulary, the one-hot part
-    written into the target column afterwards.
+    (softmax - (1 - ls) * onehot - ls / V) * weight, as one elementwise expression over the vocabulary, the one-hot
+    part written into the target column afterwards: autograd through gather, exp and the float64 sums would hold
+    several [rows, vocabulary] tensors at once. On the CPU, LMHeadLoss does this in one kernel.
     """
 
     def execute(self, logits, targets, weights, label_smooth):
@@ -148,10 +154,6 @@ class WeightedTokenLoss(jt.Function):
         logits, log_normalizer, targets, weights, label_smooth = self.saved
         rows, vocab_size = logits.shape
         scale = weights * grad_sum
-        if not jt.flags.use_cuda:
-            gradient = jt.code(logits.shape, logits.dtype, [logits, log_normalizer, scale, targets],
-                               data={"smooth": label_smooth}, cpu_src=TOKEN_LOSS_GRAD_SRC)
-            return gradient, None, None, None
         gradient = ((logits - log_normalizer.unsqueeze(1)).exp() - label_smooth / vocab_size) * scale.unsqueeze(1)
         index = jt.arange(rows).int32(), targets
         at_target = (logits[index] - log_normalizer).exp() - ((1.0 - label_smooth) + label_smooth / vocab_size)
@@ -165,9 +167,31 @@ def token_loss(logits, targets, weights, label_smooth):
     return WeightedTokenLoss.apply(logits, targets, weights, label_smooth)
 
 
+class LMHeadLoss(jt.Function):
+    """token_loss(hidden weight^T, ...) on the CPU: oneDNN's product, then kernels/token_loss.cc, which reads each
+    row of logits once for its loss and, where a gradient is wanted, the gradient of its logits (scaled by the
+    weights, not yet by the upstream gradient). Backward scales the products' operands, never a [rows, V] tensor."""
+
+    def execute(self, hidden, weight, targets, weights, label_smooth):
+        logits = matmul_transposed(hidden, weight)
+        gradient = not jt.flags.no_grad
+        per_token, self.logits_grad = jt.code(
+            [(logits.shape[0],), logits.shape if gradient else (1, 1)], [logits.dtype] * 2,
+            [logits, targets.int32(), weights], data={"smooth": label_smooth, "gradient": int(gradient)},
+            cpu_header=CPP_HEADERS, cpu_src=TOKEN_LOSS_SRC)
+        self.hidden, self.weight = hidden, weight
+        return per_token.sum()
+
+    def grad(self, grad_sum):
+        return (self.logits_grad @ self.weight * grad_sum,
+                matmul_first_transposed(self.logits_grad, self.hidden * grad_sum), None, None, None)
+
+
 def lm_head_loss(hidden, weight, targets, weights, label_smooth):
     """token_loss of the logits hidden weight^T ([rows, d] x [V, d]), oneDNN's product reading weight transposed."""
-    return token_loss(matmul_transposed(hidden, weight), targets, weights, label_smooth)
+    if jt.flags.use_cuda:
+        return token_loss(matmul_transposed(hidden, weight), targets, weights, label_smooth)
+    return LMHeadLoss.apply(hidden, weight, targets, weights, label_smooth)
 
 
 def top_k(scores, k):

@@ -16,7 +16,6 @@ from NLG_jittor.src.adapters import (adapter_mode, adapter_state_dict, mark_only
 from NLG_jittor.src.dropout import use_shared_masks
 from NLG_jittor.src.model import GPT2LMModel
 from NLG_jittor.src import ops
-from NLG_jittor.src.ops import WeightedTokenLoss
 from NLG_jittor.src.optimizer import AdamW
 
 CONFIG = GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)
@@ -239,18 +238,31 @@ def test_the_causal_attention_kernels_give_the_masked_softmax_and_its_gradients(
         assert max_diff(kernel, masked) <= 1e-5
 
 
+def loss_from_logits(hidden, weight, targets, weights, label_smooth):
+    return ops.token_loss(ops.matmul_transposed(hidden, weight), targets, weights, label_smooth)
+
+
 @pytest.mark.parametrize("label_smooth", [0.1, 0.0])
-def test_loss_gradient_is_softmax_minus_the_smoothed_target(label_smooth):
+@pytest.mark.parametrize("loss_of", [loss_from_logits, ops.LMHeadLoss.apply], ids=["token_loss", "LMHeadLoss"])
+def test_loss_gradient_is_softmax_minus_the_smoothed_target(loss_of, label_smooth):
     rng = np.random.default_rng(3)
-    logits = rng.normal(0, 4, (5, CONFIG.vocab_size)).astype(np.float32)
+    hidden, weight = (rng.normal(0, 1, shape).astype(np.float32) for shape in ((5, 16), (CONFIG.vocab_size, 16)))
     targets, weights = rng.integers(0, CONFIG.vocab_size, 5), np.array([1, 0, 1, 1, 0.5], np.float32)
-    logits_var = jt.array(logits)
-    loss = WeightedTokenLoss.apply(logits_var, jt.array(targets), jt.array(weights), label_smooth)
-    shifted = logits.astype(np.float64) - logits.max(-1, keepdims=True)
-    softmax = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    logits = hidden.astype(np.float64) @ weight.T
+    log_normalizer = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    per_token = log_normalizer - logits[np.arange(5), targets]
+    per_token = (1 - label_smooth) * per_token + label_smooth * (log_normalizer - logits.mean(-1))
     smoothed = np.full(logits.shape, label_smooth / CONFIG.vocab_size)
     smoothed[np.arange(5), targets] += 1 - label_smooth
-    assert max_diff(jt.grad(loss * 3.0, logits_var).numpy(), 3.0 * (softmax - smoothed) * weights[:, None]) <= 1e-6
+    gradient = 3.0 * (np.exp(logits - log_normalizer[:, None]) - smoothed) * weights[:, None]
+    arguments = jt.array(hidden), jt.array(weight), jt.array(targets), jt.array(weights), label_smooth
+    loss = loss_of(*arguments)
+    hidden_grad, weight_grad = jt.grad(loss * 3.0, arguments[:2])
+    assert loss.item() == pytest.approx((per_token * weights).sum(), rel=1e-6)
+    assert max_diff(hidden_grad.numpy(), gradient @ weight) <= 1e-5
+    assert max_diff(weight_grad.numpy(), gradient.T @ hidden) <= 1e-5
+    with jt.no_grad():
+        assert loss_of(*arguments).item() == loss.item()
 
 
 @pytest.mark.parametrize("adapter", [LORA, FULL], ids=["adapters", "full"])
