@@ -2,8 +2,8 @@
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
 Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the LM
-head's token loss with its gradient, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision
-one element after another).
+head's token loss with its gradient, gelu_new and layer normalization both ways, AdamW's update, and sums over the
+vocabulary in float64 (Jittor sums in the input's precision one element after another).
 """
 import math
 from pathlib import Path
@@ -28,6 +28,10 @@ TOKEN_LOSS_SRC = kernel_source("token_loss")
 CAUSAL_ATTENTION_SRC = kernel_source("causal_attention")
 CAUSAL_ATTENTION_GRAD_SRC = kernel_source("causal_attention_grad")
 ADAMW_STEP_SRC = kernel_source("adamw_step")
+GELU_SRC = kernel_source("gelu")
+LAYER_NORM_SRC = kernel_source("layer_norm")
+LAYER_NORM_GRAD_SRC = kernel_source("layer_norm_grad")
+GELU_GRAD_SRC = kernel_source("gelu_grad")
 CPP_HEADERS = "#include <algorithm>\n#include <cfloat>\n#include <cmath>\n#include <vector>\n"
 
 
@@ -104,9 +108,50 @@ def attention(query, key, value, mask=None):
     return batched_matmul(nn.softmax(scores, dim=-1), value)
 
 
+class Gelu(jt.Function):
+    """gelu_new on the CPU, one multithreaded kernel each way (kernels/gelu.cc and its _grad)."""
+
+    def execute(self, x):
+        self.x = x
+        return jt.code(x.shape, x.dtype, [x], cpu_header=CPP_HEADERS, cpu_src=GELU_SRC)
+
+    def grad(self, grad_out):
+        return jt.code(self.x.shape, self.x.dtype, [self.x, grad_out], cpu_header=CPP_HEADERS, cpu_src=GELU_GRAD_SRC)
+
+
 def gelu(x):
     """GPT-2's gelu_new: the tanh approximation of GELU, as torch's F.gelu(x, approximate="tanh")."""
+    if not jt.flags.use_cuda:
+        return Gelu.apply(x)
     return 0.5 * x * (1.0 + jt.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
+
+
+class LayerNormFunction(jt.Function):
+    """Layer normalization over the last axis on the CPU, one multithreaded kernel each way (kernels/layer_norm.cc
+    and its _grad)."""
+
+    def execute(self, x, weight, bias, eps):
+        rows = x.reshape(-1, x.shape[-1])
+        out, mean, rstd = jt.code([rows.shape, rows.shape[:1], rows.shape[:1]], [x.dtype] * 3, [rows, weight, bias],
+                                  data={"eps": eps}, cpu_header=CPP_HEADERS, cpu_src=LAYER_NORM_SRC)
+        self.saved = rows, weight, mean, rstd
+        return out.reshape(x.shape)
+
+    def grad(self, grad_out):
+        rows, weight, mean, rstd = self.saved
+        grads = jt.code([rows.shape, weight.shape, weight.shape], [rows.dtype] * 3,
+                        [rows, weight, mean, rstd, grad_out.reshape(rows.shape)], cpu_header=CPP_HEADERS,
+                        cpu_src=LAYER_NORM_GRAD_SRC)
+        return grads[0].reshape(grad_out.shape), grads[1], grads[2], None
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the last axis; on the CPU LayerNormFunction's kernels."""
+
+    def execute(self, x):
+        if jt.flags.use_cuda:
+            return super().execute(x)
+        return LayerNormFunction.apply(x, self.weight, self.bias, self.eps)
 
 
 def matmul_transposed(x, weight):

@@ -90,9 +90,9 @@ class Block(nn.Module):
     def __init__(self, plan, block):
         super().__init__()
         config = plan.config
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.ln_1 = ops.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.attn = CausalSelfAttention(plan, block)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.ln_2 = ops.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(plan, block)
 
     def forward(self, x, past=None, mask=None, tokens=None):
@@ -117,7 +117,7 @@ class GPT2LMModel(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.h = nn.ModuleList([Block(self.plan, block) for block in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.ln_f = ops.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         if base_arrays is None:
             base_arrays = init_base_params(config, seed)
         start = start_arrays(config, adapter, seed, base_arrays)

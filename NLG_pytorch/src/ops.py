@@ -26,6 +26,9 @@ def gelu(x):
     return F.gelu(x, approximate="tanh")
 
 
+LayerNorm = nn.LayerNorm
+
+
 def on_cpu_float32(*tensors):
     return all(tensor.device.type == "cpu" and tensor.dtype == torch.float32 for tensor in tensors)
 

@@ -238,6 +238,42 @@ def test_the_causal_attention_kernels_give_the_masked_softmax_and_its_gradients(
         assert max_diff(kernel, masked) <= 1e-5
 
 
+def test_the_gelu_kernels_give_gelu_new_and_its_gradient():
+    x = np.random.default_rng(5).normal(0, 3, (37, 129)).astype(np.float32)
+    weights = np.random.default_rng(6).normal(0, 1, x.shape).astype(np.float32)
+    x_var = jt.array(x)
+    out = ops.gelu(x_var)
+    (grad,) = jt.grad((out * jt.array(weights)).sum(), [x_var])
+    exact = x.astype(np.float64)
+    inner = np.sqrt(2 / np.pi) * (exact + 0.044715 * exact ** 3)
+    slope = 0.5 * (1 + np.tanh(inner)) + 0.5 * exact * (1 - np.tanh(inner) ** 2) * np.sqrt(2 / np.pi) * (
+        1 + 3 * 0.044715 * exact ** 2)
+    assert max_diff(out.numpy(), 0.5 * exact * (1 + np.tanh(inner))) <= 1e-5
+    assert max_diff(grad.numpy(), weights * slope) <= 1e-5
+
+
+def test_the_layer_norm_kernels_give_layer_norm_and_its_gradients():
+    rng = np.random.default_rng(7)
+    x, upstream = rng.normal(1, 2, (3, 45, 64)), rng.normal(0, 1, (3, 45, 64))
+    layer = ops.LayerNorm(64, eps=1e-5)
+    layer.weight.assign(jt.array(rng.normal(1, 0.1, 64).astype(np.float32)))
+    layer.bias.assign(jt.array(rng.normal(0, 0.1, 64).astype(np.float32)))
+    x_var = jt.array(x.astype(np.float32))
+    out = layer(x_var)
+    x_grad, weight_grad, bias_grad = jt.grad((out * jt.array(upstream.astype(np.float32))).sum(),
+                                             [x_var, layer.weight, layer.bias])
+    weight = layer.weight.numpy().astype(np.float64)
+    rstd = 1 / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    normalized = (x - x.mean(-1, keepdims=True)) * rstd
+    scaled = upstream * weight
+    exact_x_grad = rstd * (scaled - scaled.mean(-1, keepdims=True)
+                           - normalized * (scaled * normalized).mean(-1, keepdims=True))
+    assert max_diff(out.numpy(), normalized * weight + layer.bias.numpy()) <= 1e-5
+    assert max_diff(x_grad.numpy(), exact_x_grad) <= 1e-5
+    assert max_diff(weight_grad.numpy(), (upstream * normalized).sum((0, 1))) <= 1e-4
+    assert max_diff(bias_grad.numpy(), upstream.sum((0, 1))) <= 1e-4
+
+
 def loss_from_logits(hidden, weight, targets, weights, label_smooth):
     return ops.token_loss(ops.matmul_transposed(hidden, weight), targets, weights, label_smooth)
 
