@@ -214,16 +214,16 @@ def token_loss(logits, targets, weights, label_smooth):
 
 class LMHeadLoss(jt.Function):
     """token_loss(hidden weight^T, ...) on the CPU: oneDNN's product, then kernels/token_loss.cc, which reads each
-    row of logits once for its loss and, where a gradient is wanted, the gradient of its logits (scaled by the
-    weights, not yet by the upstream gradient). Backward scales the products' operands, never a [rows, V] tensor."""
+    row of logits once for its loss and, where a gradient is wanted, turns it in place into the gradient of its
+    logits (scaled by the weights, not yet by the upstream gradient). Backward scales the products' operands, never
+    a [rows, V] tensor."""
 
     def execute(self, hidden, weight, targets, weights, label_smooth):
         logits = matmul_transposed(hidden, weight)
-        gradient = not jt.flags.no_grad
         per_token, self.logits_grad = jt.code(
-            [(logits.shape[0],), logits.shape if gradient else (1, 1)], [logits.dtype] * 2,
-            [logits, targets.int32(), weights], data={"smooth": label_smooth, "gradient": int(gradient)},
-            cpu_header=CPP_HEADERS, cpu_src=TOKEN_LOSS_SRC)
+            inputs=[logits, targets.int32(), weights], outputs=[jt.empty(logits.shape[:1], logits.dtype), logits],
+            data={"smooth": label_smooth, "gradient": int(not jt.flags.no_grad)}, cpu_header=CPP_HEADERS,
+            cpu_src=TOKEN_LOSS_SRC)
         self.hidden, self.weight = hidden, weight
         return per_token.sum()
 
