@@ -29,9 +29,9 @@ CAUSAL_ATTENTION_SRC = kernel_source("causal_attention")
 CAUSAL_ATTENTION_GRAD_SRC = kernel_source("causal_attention_grad")
 ADAMW_STEP_SRC = kernel_source("adamw_step")
 GELU_SRC = kernel_source("gelu")
+GELU_GRAD_SRC = kernel_source("gelu_grad")
 LAYER_NORM_SRC = kernel_source("layer_norm")
 LAYER_NORM_GRAD_SRC = kernel_source("layer_norm_grad")
-GELU_GRAD_SRC = kernel_source("gelu_grad")
 CPP_HEADERS = "#include <algorithm>\n#include <cfloat>\n#include <cmath>\n#include <vector>\n"
 
 
