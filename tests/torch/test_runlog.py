@@ -130,7 +130,7 @@ def test_run_json_holds_the_run_description(tmp_path):
 
 
 def test_peak_rss_sees_a_large_allocation():
-    # in a fresh interpreter: in this one the block may reuse memory freed earlier and still resident
+    # in a fresh interpreter: in this one the block may reuse memory that earlier tests freed and glibc kept
     code = ("import psutil; from common_data.training import runlog; before = psutil.Process().memory_info().rss; "
             "block = bytearray(64 << 20); print(runlog.peak_rss_bytes() >= before + len(block) * 0.9)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "True\n"
