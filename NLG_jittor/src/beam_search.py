@@ -82,8 +82,8 @@ def search_batch(model, contexts, settings, device):
         if batch.done:
             return batch.best_tokens
         rows = ops.from_numpy_like(rows, prompts)
-        past = [(key[rows], value[rows]) for key, value in past]
-        padding = padding[rows]
+        past = [(ops.take_rows(key, rows), ops.take_rows(value, rows)) for key, value in past]
+        padding = ops.take_rows(padding, rows)
         tokens = ops.from_numpy_like(new_tokens, prompts).unsqueeze(1)
 
 
