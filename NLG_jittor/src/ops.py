@@ -2,8 +2,9 @@
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
 Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the LM
-head's token loss with its gradient, gelu_new and layer normalization both ways, AdamW's update, and sums over the
-vocabulary in float64 (Jittor sums in the input's precision one element after another).
+head's token loss with its gradient, beam search's best log-probabilities, gelu_new and layer normalization both
+ways, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision one element
+after another).
 """
 import math
 from pathlib import Path
@@ -32,6 +33,7 @@ GELU_SRC = kernel_source("gelu")
 GELU_GRAD_SRC = kernel_source("gelu_grad")
 LAYER_NORM_SRC = kernel_source("layer_norm")
 LAYER_NORM_GRAD_SRC = kernel_source("layer_norm_grad")
+TOP_LOG_SOFTMAX_SRC = kernel_source("top_log_softmax")
 CPP_HEADERS = "#include <algorithm>\n#include <cfloat>\n#include <cmath>\n#include <vector>\n"
 
 
@@ -237,6 +239,15 @@ def lm_head_loss(hidden, weight, targets, weights, label_smooth):
     if jt.flags.use_cuda:
         return token_loss(matmul_transposed(hidden, weight), targets, weights, label_smooth)
     return LMHeadLoss.apply(hidden, weight, targets, weights, label_smooth)
+
+
+def top_log_softmax(logits, k):
+    """top_k(log_softmax(logits), k) for logits [rows, V]; on the CPU one kernel (kernels/top_log_softmax.cc) that
+    never writes the log-probabilities out."""
+    if jt.flags.use_cuda:
+        return top_k(log_softmax(logits), k)
+    return jt.code([(logits.shape[0], k)] * 2, [logits.dtype, "int32"], [logits], cpu_header=CPP_HEADERS,
+                   cpu_src=TOP_LOG_SOFTMAX_SRC)
 
 
 def top_k(scores, k):

@@ -9,16 +9,18 @@ from common_data.decoding.beam import BeamBatch, length_batches
 from NLG_pytorch.src import ops
 
 
-def penalised_scores(logits, batch):
-    """The processed next-token log-probabilities [rows, vocab] of BeamBatch `batch` (float32).
+def best_row_scores(logits, batch):
+    """(scores, token ids) [rows, k]: the k best processed next-token log-probabilities of every row, best first,
+    k = batch.candidate_count (float32).
 
     Before the softmax (microsoft/LoRA, greedy) the bans and the repetition penalty change the logits
     and the softmax renormalises; after it (transformers' beam search) they change the log-probabilities.
     """
     logits = ops.float32(logits)
+    count = min(batch.candidate_count(logits.shape[1]), logits.shape[1])
     if batch.settings.penalties_before_softmax:
-        return ops.log_softmax(apply_penalties(logits, batch))
-    return apply_penalties(ops.log_softmax(logits), batch)
+        return ops.top_log_softmax(apply_penalties(logits, batch), count)
+    return ops.top_k(apply_penalties(ops.log_softmax(logits), batch), count)
 
 
 def apply_penalties(scores, batch):
@@ -35,21 +37,18 @@ def apply_penalties(scores, batch):
     return scores
 
 
-def best_continuations(scores, batch):
+def best_continuations(row_scores, row_ids, batch, vocab_size):
     """(top scores, top ids) per live context over its rows x vocabulary, as numpy arrays.
 
     A score is the running score plus the processed log-probability. The best k of a context lie among the
-    best k of each of its rows (a row adds one number to all its tokens), so the top-k runs on
-    [rows, vocab] first and then on the few survivors.
+    best k of each of its rows (a row adds one number to all its tokens), so the top-k of the rows
+    (best_row_scores) runs first and then the top-k of the few survivors.
     """
-    vocab_size = scores.shape[1]
-    count = batch.candidate_count(vocab_size)
-    row_scores, row_ids = ops.top_k(scores, min(count, vocab_size))
-    running = ops.from_numpy_like(batch.scores, scores)
+    running = ops.from_numpy_like(batch.scores, row_scores)
     totals = (row_scores + running.unsqueeze(1)).view(len(batch.live), -1)
-    beam_index = ops.positions(0, scores.shape[0], scores) % batch.rows_per_context
+    beam_index = ops.positions(0, row_scores.shape[0], row_scores) % batch.rows_per_context
     flat_ids = row_ids + beam_index.unsqueeze(1) * vocab_size
-    top_scores, picked = totals.topk(count, dim=1)
+    top_scores, picked = totals.topk(batch.candidate_count(vocab_size), dim=1)
     top_ids = flat_ids.view(len(batch.live), -1).gather(1, picked)
     return ops.numpy(top_scores), ops.numpy(top_ids)
 
@@ -77,8 +76,9 @@ def search_batch(model, contexts, settings, device):
     tokens = prompts[:, -1:]
     while True:
         logits, _, past = model(tokens, past_key_values=past, use_cache=True, padding=padding)
-        scores = penalised_scores(logits[:, -1], batch)
-        rows, new_tokens = batch.advance(*best_continuations(scores, batch), scores.shape[-1])
+        vocab_size = logits.shape[-1]
+        row_scores, row_ids = best_row_scores(logits[:, -1], batch)
+        rows, new_tokens = batch.advance(*best_continuations(row_scores, row_ids, batch, vocab_size), vocab_size)
         if batch.done:
             return batch.best_tokens
         rows = ops.from_numpy_like(rows, prompts)

@@ -158,6 +158,11 @@ def lm_head_loss(hidden, weight, targets, weights, label_smooth):
     return token_loss(matmul_transposed(hidden, weight), targets, weights, label_smooth)
 
 
+def top_log_softmax(logits, k):
+    """top_k(log_softmax(logits), k) for logits [rows, V]."""
+    return top_k(log_softmax(logits), k)
+
+
 def top_k(scores, k):
     """(values, indices) of the k largest scores of every row [rows, width], best first."""
     return scores.topk(k, dim=1)

@@ -206,8 +206,8 @@ def record_beam(model, contexts, args):
     record, steps = {}, []
     chosen = beam_search.best_continuations
 
-    def recording(scores, batch):
-        top = chosen(scores, batch)
+    def recording(*inputs):
+        top = chosen(*inputs)
         steps.append(top)
         return top
 

@@ -274,6 +274,21 @@ def test_the_layer_norm_kernels_give_layer_norm_and_its_gradients():
     assert max_diff(bias_grad.numpy(), upstream.sum((0, 1))) <= 1e-4
 
 
+@pytest.mark.parametrize("k", [1, 10, 37])
+def test_the_top_log_softmax_kernel_gives_the_best_log_probabilities_in_order(k):
+    rng = np.random.default_rng(k)
+    logits = rng.normal(0, 3, (9, 1000)).astype(np.float32)
+    logits[:, 500:600] = np.round(logits[:, 500:600])  # equal logits: the lower column first
+    logits[2, :990] = -np.inf  # bans leaving fewer tokens than some k
+    logits[3, rng.integers(0, 1000, 200)] = -np.inf
+    values, columns = ops.top_log_softmax(jt.array(logits), k)
+    exact = logits.astype(np.float64)
+    exact -= np.log(np.exp(exact - exact.max(-1, keepdims=True)).sum(-1, keepdims=True)) + exact.max(-1, keepdims=True)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    assert (columns.numpy() == order).all()
+    np.testing.assert_allclose(values.numpy(), np.take_along_axis(exact, order, axis=1), rtol=0, atol=1e-5)
+
+
 def loss_from_logits(hidden, weight, targets, weights, label_smooth):
     return ops.token_loss(ops.matmul_transposed(hidden, weight), targets, weights, label_smooth)
 
