@@ -53,25 +53,17 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = conv1d_for(plan, f"h.{block}.attn.c_attn")
         self.c_proj = conv1d_for(plan, f"h.{block}.attn.c_proj")
 
-    def execute(self, x, past=None, mask=None, tokens=None):
+    def execute(self, x, past=None, mask=None, tokens=None, past_rows=None):
         """mask: which keys each query sees ([L, S] or [B, 1, L, S], see attention_mask); None: causal.
-        tokens: x holds the PackedTokens of right-padded rows; attention runs on the rows."""
+        tokens: x holds the PackedTokens of right-padded rows; attention runs on the rows.
+        past, past_rows: the cached keys and values, see GPT2LMModel.execute."""
         qkv = self.c_attn(x)
         if tokens is not None:
             qkv = tokens.to_rows(qkv)
-        batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
-        q, k, v = qkv.split(width, dim=2)
-        q = q.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
-        k = k.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
-        v = v.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
-        if past is not None:
-            k = ops.concat([past[0], k], dim=2)
-            v = ops.concat([past[1], v], dim=2)
-        y = ops.attention(q, k, v, mask)
-        y = y.transpose(1, 2).reshape(batch, length, width)
+        y, present = ops.self_attention(qkv, self.n_head, mask, past, past_rows)
         if tokens is not None:
             y = tokens.pack(y)
-        return self.c_proj(y), (k, v)
+        return self.c_proj(y), present
 
 
 class MLP(nn.Module):
@@ -95,8 +87,8 @@ class Block(nn.Module):
         self.ln_2 = ops.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(plan, block)
 
-    def execute(self, x, past=None, mask=None, tokens=None):
-        attn_out, present = self.attn(self.ln_1(x), past, mask, tokens)
+    def execute(self, x, past=None, mask=None, tokens=None, past_rows=None):
+        attn_out, present = self.attn(self.ln_1(x), past, mask, tokens, past_rows)
         x = x + attn_out
         x = x + self.mlp(self.ln_2(x))
         return x, present
@@ -126,11 +118,13 @@ class GPT2LMModel(nn.Module):
         self.load_arrays(start)
 
     def execute(self, input_ids, targets=None, loss_mask=None, label_smooth=0.0, past_key_values=None,
-                use_cache=False, full_logits=False, padding=None, packing=None):
+                use_cache=False, full_logits=False, padding=None, packing=None, past_rows=None):
         """(logits [B, L, V], None) without targets, (None, loss) with them.
 
         past_key_values: a list of (k, v) per layer, each [B, n_head, past_length, head_dim], from an earlier
-        call; with use_cache=True the result gains a third item, that list extended by input_ids.
+        call; with use_cache=True the result gains a third item, that list extended by input_ids. past_rows (int [B]):
+        the row of past_key_values each row continues (beam search's reorder; past_key_values may then have any
+        number of rows), None: row for row.
         full_logits: compute the loss's logits at every position, as microsoft/LoRA does (same loss, more work).
         Training pads at the right, where the causal mask keeps real tokens from seeing it. Decoding pads at
         the left: padding (int [B]) counts each row's leading pad tokens, cached ones included; those get no
@@ -152,7 +146,7 @@ class GPT2LMModel(nn.Module):
             targets, loss_mask = (None if rows is None else tokens.pack(rows) for rows in (targets, loss_mask))
         presents = []
         for i, block in enumerate(self.h):
-            x, present = block(x, None if past_key_values is None else past_key_values[i], mask, tokens)
+            x, present = block(x, None if past_key_values is None else past_key_values[i], mask, tokens, past_rows)
             presents.append(present)
         x = self.ln_f(x)
         if targets is None:

@@ -1,10 +1,10 @@
 """The framework operations the model, the adapters and beam search use (Jittor).
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
-Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, the LM
-head's token loss with its gradient, beam search's best log-probabilities, gelu_new and layer normalization both
-ways, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in the input's precision one element
-after another).
+Jittor lacks (their C sources in kernels/): causal attention both ways, attention over a key/value cache, a
+multithreaded batched matmul, the LM head's token loss with its gradient, beam search's best log-probabilities,
+gelu_new and layer normalization both ways, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in
+the input's precision one element after another).
 """
 import math
 from pathlib import Path
@@ -34,6 +34,7 @@ GELU_GRAD_SRC = kernel_source("gelu_grad")
 LAYER_NORM_SRC = kernel_source("layer_norm")
 LAYER_NORM_GRAD_SRC = kernel_source("layer_norm_grad")
 TOP_LOG_SOFTMAX_SRC = kernel_source("top_log_softmax")
+CACHED_ATTENTION_SRC = kernel_source("cached_attention")
 CPP_HEADERS = "#include <algorithm>\n#include <cfloat>\n#include <cmath>\n#include <vector>\n"
 
 
@@ -108,6 +109,35 @@ def attention(query, key, value, mask=None):
     scores = batched_matmul(query, key, transpose_b=True) / math.sqrt(query.shape[-1])
     scores = jt.ternary(mask.broadcast(scores.shape), scores, jt.array(-math.inf).broadcast(scores.shape))
     return batched_matmul(nn.softmax(scores, dim=-1), value)
+
+
+def self_attention(qkv, n_head, mask=None, past=None, past_rows=None):
+    """Multi-head attention of qkv [B, L, 3 W] (queries, keys and values side by side): (y [B, L, W], (k, v)), k and v
+    [B, n_head, S, W / n_head] with the cached positions first. past: the cached (k, v) of the positions before, past_rows
+    [B] the row of them each row continues (None: row for row); mask: as attention's. One new token per row with a
+    cache runs cached_attention on the CPU."""
+    if past is not None and qkv.shape[1] == 1 and not jt.flags.use_cuda:
+        return cached_attention(qkv, n_head, mask, past, past_rows)
+    batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    q, k, v = (x.view(batch, length, n_head, width // n_head).transpose(1, 2) for x in qkv.split(width, dim=2))
+    if past is not None:
+        past_k, past_v = past if past_rows is None else (take_rows(x, past_rows) for x in past)
+        k, v = concat([past_k, k], dim=2), concat([past_v, v], dim=2)
+    y = attention(q, k, v, mask)
+    return y.transpose(1, 2).reshape(batch, length, width), (k, v)
+
+
+def cached_attention(qkv, n_head, mask, past, past_rows):
+    """self_attention of one new token per row with a cache in one kernel (kernels/cached_attention.cc), which also
+    reorders the cache by past_rows and appends the new keys and values."""
+    batch, width = qkv.shape[0], qkv.shape[2] // 3
+    past_k, past_v = past
+    rows = jt.arange(batch).int32() if past_rows is None else past_rows
+    shape = (batch, n_head, past_k.shape[2] + 1, past_k.shape[3])
+    y, k, v = jt.code([(batch, width), shape, shape], [qkv.dtype] * 3,
+                      [qkv.reshape(batch, 3 * width), past_k, past_v, rows, mask.reshape(-1, shape[2])],
+                      cpu_header=attention_header(shape[3]), cpu_src=CACHED_ATTENTION_SRC)
+    return y.reshape(batch, 1, width), (k, v)
 
 
 class Gelu(jt.Function):

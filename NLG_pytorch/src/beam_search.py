@@ -73,16 +73,15 @@ def search_batch(model, contexts, settings, device):
     prompts = ops.from_numpy(batch.prompts, device)
     padding = ops.from_numpy_like(batch.padding, prompts)
     past = prefill(model, prompts, padding)
-    tokens = prompts[:, -1:]
+    tokens, rows = prompts[:, -1:], None
     while True:
-        logits, _, past = model(tokens, past_key_values=past, use_cache=True, padding=padding)
+        logits, _, past = model(tokens, past_key_values=past, past_rows=rows, use_cache=True, padding=padding)
         vocab_size = logits.shape[-1]
         row_scores, row_ids = best_row_scores(logits[:, -1], batch)
         rows, new_tokens = batch.advance(*best_continuations(row_scores, row_ids, batch, vocab_size), vocab_size)
         if batch.done:
             return batch.best_tokens
         rows = ops.from_numpy_like(rows, prompts)
-        past = [(ops.take_rows(key, rows), ops.take_rows(value, rows)) for key, value in past]
         padding = ops.take_rows(padding, rows)
         tokens = ops.from_numpy_like(new_tokens, prompts).unsqueeze(1)
 

@@ -21,6 +21,19 @@ def attention(query, key, value, mask=None):
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=mask is None)
 
 
+def self_attention(qkv, n_head, mask=None, past=None, past_rows=None):
+    """Multi-head attention of qkv [B, L, 3 W] (queries, keys and values side by side): (y [B, L, W], (k, v)), k and v
+    [B, n_head, S, W / n_head] with the cached positions first. past: the cached (k, v) of the positions before, past_rows
+    [B] the row of them each row continues (None: row for row); mask: as attention's."""
+    batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    q, k, v = (x.view(batch, length, n_head, width // n_head).transpose(1, 2) for x in qkv.split(width, dim=2))
+    if past is not None:
+        past_k, past_v = past if past_rows is None else (take_rows(x, past_rows) for x in past)
+        k, v = concat([past_k, k], dim=2), concat([past_v, v], dim=2)
+    y = attention(q, k, v, mask)
+    return y.transpose(1, 2).reshape(batch, length, width), (k, v)
+
+
 def gelu(x):
     """GPT-2's gelu_new: the tanh approximation of GELU."""
     return F.gelu(x, approximate="tanh")

@@ -158,6 +158,18 @@ def test_kv_cache_gives_the_full_forward_logits():
     assert max_diff(np.concatenate(pieces, axis=1), full) <= 1e-5
 
 
+def test_past_rows_continue_the_cached_rows_they_name():
+    # beam search's reorder: rows 2, 0, 0 of a three-row cache continue, one of them twice
+    model = trained(LORA)
+    order = np.array([2, 0, 0])
+    with jt.no_grad():
+        _, _, past = model(jt.array(INPUT_IDS[:, :10]), use_cache=True)
+        for start, rows in ((10, jt.array(order)), (11, None)):
+            step_logits, _, past = model(jt.array(INPUT_IDS[order, start:start + 1]), past_key_values=past,
+                                         past_rows=rows, use_cache=True)
+    assert max_diff(step_logits.numpy()[:, 0], logits(model, INPUT_IDS[order, :12])[:, 11]) <= 1e-5
+
+
 def test_left_padded_rows_compute_as_if_alone():
     # decoding batches contexts of different lengths, left-padded: prompt, then two cached steps
     model = trained(LORA)

@@ -76,10 +76,10 @@ def attention_scale_off_by_one(model, params, args):
     for block in model.h:
         attention = block.attn
 
-        def execute(x, past=None, mask=None, tokens=None, attention=attention):
+        def execute(x, past=None, mask=None, tokens=None, past_rows=None, attention=attention):
             jittor_ops.attention = off_by_one
             try:
-                return CausalSelfAttention.execute(attention, x, past, mask, tokens)
+                return CausalSelfAttention.execute(attention, x, past, mask, tokens, past_rows)
             finally:
                 jittor_ops.attention = shipped
 

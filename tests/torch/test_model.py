@@ -108,6 +108,20 @@ def test_kv_cache_gives_the_full_forward_logits():
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() <= 1e-5
 
 
+def test_past_rows_continue_the_cached_rows_they_name():
+    # beam search's reorder: rows 2, 0, 0 of a three-row cache continue, one of them twice
+    model = GPT2LMModel(CONFIG, LORA, seed=0)
+    input_ids, _, _ = batch(length=12)
+    order = torch.tensor([2, 0, 0])
+    with torch.no_grad():
+        _, _, past = model(input_ids[:, :10], use_cache=True)
+        for start, rows in ((10, order), (11, None)):
+            logits, _, past = model(input_ids[order, start:start + 1], past_key_values=past, past_rows=rows,
+                                    use_cache=True)
+        full, _ = model(input_ids[order])
+    assert (logits[:, 0] - full[:, 11]).abs().max().item() <= 1e-5
+
+
 def test_left_padded_rows_compute_as_if_alone():
     # decoding batches contexts of different lengths, left-padded: prompt, then two cached steps
     model = GPT2LMModel(CONFIG, LORA, seed=0)
