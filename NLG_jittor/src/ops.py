@@ -112,10 +112,10 @@ def attention(query, key, value, mask=None):
 
 
 def self_attention(qkv, n_head, mask=None, past=None, past_rows=None):
-    """Multi-head attention of qkv [B, L, 3 W] (queries, keys and values side by side): (y [B, L, W], (k, v)), k and v
-    [B, n_head, S, W / n_head] with the cached positions first. past: the cached (k, v) of the positions before, past_rows
-    [B] the row of them each row continues (None: row for row); mask: as attention's. One new token per row with a
-    cache runs cached_attention on the CPU."""
+    """Multi-head attention of qkv [B, L, 3 W] (queries, keys and values side by side): (y [B, L, W], (k, v)), k and
+    v [B, n_head, S, W / n_head] with the cached positions first. past: the cached (k, v) of the positions before,
+    past_rows [B] the row of them each row continues (None: row for row); mask: as attention's. One new token per row
+    with a cache runs cached_attention on the CPU."""
     if past is not None and qkv.shape[1] == 1 and not jt.flags.use_cuda:
         return cached_attention(qkv, n_head, mask, past, past_rows)
     batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
@@ -272,8 +272,8 @@ def lm_head_loss(hidden, weight, targets, weights, label_smooth):
 
 
 def top_log_softmax(logits, k):
-    """top_k(log_softmax(logits), k) for logits [rows, V]; on the CPU one kernel (kernels/top_log_softmax.cc) that
-    never writes the log-probabilities out."""
+    """top_k(log_softmax(logits), k) for logits [rows, V] (torch's overwrites them); on the CPU one kernel
+    (kernels/top_log_softmax.cc) that never writes the log-probabilities out."""
     if jt.flags.use_cuda:
         return top_k(log_softmax(logits), k)
     return jt.code([(logits.shape[0], k)] * 2, [logits.dtype, "int32"], [logits], cpu_header=CPP_HEADERS,

@@ -1,11 +1,16 @@
 """The framework operations the model, the adapters and beam search use (PyTorch).
 
 NLG_jittor/src/ops.py exports the same names and holds the kernels Jittor lacks; here most are torch's own
-functions. On the CPU the LM head's product (x W^T with the [V, d] embedding) goes to numpy's BLAS, which runs that
-shape at about twice the speed of torch's (bench's gemm task). The token loss writes its gradient out: autograd
-through log_softmax, gather and mean makes a zero-filled [rows, vocabulary] tensor for the gather, another for the
-mean and adds them.
+functions. On the CPU the LM head's product (x W^T with the [V, d] embedding) goes to oneDNN's, the one Jittor uses
+(the system's libdnnl, called on torch's OpenMP threads), or without it to numpy's BLAS: both run that shape at about
+twice the speed of torch's (bench's gemm task). The token loss writes its gradient out: autograd through
+log_softmax, gather and mean makes a zero-filled [rows, vocabulary] tensor for the gather, another for the mean and
+adds them.
 """
+import ctypes
+import ctypes.util
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,16 +27,28 @@ def attention(query, key, value, mask=None):
 
 
 def self_attention(qkv, n_head, mask=None, past=None, past_rows=None):
-    """Multi-head attention of qkv [B, L, 3 W] (queries, keys and values side by side): (y [B, L, W], (k, v)), k and v
-    [B, n_head, S, W / n_head] with the cached positions first. past: the cached (k, v) of the positions before, past_rows
-    [B] the row of them each row continues (None: row for row); mask: as attention's."""
+    """Multi-head attention of qkv [B, L, 3 W] (queries, keys and values side by side): (y [B, L, W], (k, v)), k and
+    v [B, n_head, S, W / n_head] with the cached positions first. past: the cached (k, v) of the positions before,
+    past_rows [B] the row of them each row continues (None: row for row); mask: as attention's."""
     batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
     q, k, v = (x.view(batch, length, n_head, width // n_head).transpose(1, 2) for x in qkv.split(width, dim=2))
     if past is not None:
-        past_k, past_v = past if past_rows is None else (take_rows(x, past_rows) for x in past)
-        k, v = concat([past_k, k], dim=2), concat([past_v, v], dim=2)
+        k, v = extend_cache(past[0], k, past_rows), extend_cache(past[1], v, past_rows)
     y = attention(q, k, v, mask)
     return y.transpose(1, 2).reshape(batch, length, width), (k, v)
+
+
+def extend_cache(cached, new, rows=None):
+    """cat([cached[rows], new], dim=2) for [B, H, L, D] tensors (rows None: row for row), copying each row once."""
+    batch, heads, length, head_dim = new.shape
+    cached_length = cached.shape[2]
+    extended = new.new_empty(batch, heads, cached_length + length, head_dim)
+    if rows is None:
+        extended[:, :, :cached_length] = cached
+    else:
+        torch.index_select(cached, 0, rows, out=extended[:, :, :cached_length])
+    extended[:, :, cached_length:] = new
+    return extended
 
 
 def gelu(x):
@@ -46,15 +63,44 @@ def on_cpu_float32(*tensors):
     return all(tensor.device.type == "cpu" and tensor.dtype == torch.float32 for tensor in tensors)
 
 
-class NumpyMatmulTransposed(torch.autograd.Function):
-    """x weight^T for CPU float32 tensors x [..., d], weight [n, d], by numpy's BLAS; the gradients g weight and
-    g^T x by torch's, which runs those shapes well."""
+@functools.cache
+def onednn_sgemm():
+    """oneDNN's row-major float32 product dnnl_sgemm from the system's libdnnl (Debian's libdnnl-dev, which Jittor
+    needs too), or None without it. Its OpenMP runtime is libgomp, the one torch has loaded, so it runs on torch's
+    threads."""
+    name = ctypes.util.find_library("dnnl")
+    if name is None:
+        return None
+    sgemm = ctypes.CDLL(name).dnnl_sgemm
+    size = ctypes.c_int64
+    sgemm.argtypes = [ctypes.c_char, ctypes.c_char, size, size, size, ctypes.c_float, ctypes.c_void_p, size,
+                      ctypes.c_void_p, size, ctypes.c_float, ctypes.c_void_p, size]
+    sgemm.restype = ctypes.c_int
+    return sgemm
+
+
+def product_transposed(rows, weight, out):
+    """out = rows weight^T for contiguous CPU float32 tensors rows [m, d], weight [n, d], out [m, n]: oneDNN's product,
+    or numpy's without libdnnl."""
+    (m, d), n = rows.shape, weight.shape[0]
+    sgemm = onednn_sgemm()
+    if sgemm is None:
+        np.matmul(numpy(rows), numpy(weight).T, out=numpy(out))
+    elif sgemm(b"N", b"T", m, n, d, 1.0, rows.data_ptr(), d, weight.data_ptr(), d, 0.0, out.data_ptr(), n) != 0:
+        raise RuntimeError(f"dnnl_sgemm failed on [{m}, {d}] x [{n}, {d}]^T")
+    return out
+
+
+class MatmulTransposed(torch.autograd.Function):
+    """x weight^T for CPU float32 tensors x [..., d], weight [n, d] by product_transposed; the gradients g weight and
+    g^T x by torch's products, which run those shapes well."""
 
     @staticmethod
     def forward(ctx, x, weight):
         ctx.save_for_backward(x, weight)
-        rows = numpy(x).reshape(-1, x.shape[-1])
-        return torch.from_numpy(rows @ numpy(weight).T).view(*x.shape[:-1], weight.shape[0])
+        rows = x.reshape(-1, x.shape[-1]).contiguous()
+        out = product_transposed(rows, weight.contiguous(), x.new_empty(rows.shape[0], weight.shape[0]))
+        return out.view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -69,7 +115,7 @@ class NumpyMatmulTransposed(torch.autograd.Function):
 def matmul_transposed(x, weight):
     """x weight^T."""
     if on_cpu_float32(x, weight):
-        return NumpyMatmulTransposed.apply(x, weight)
+        return MatmulTransposed.apply(x, weight)
     return x @ weight.t()
 
 
@@ -141,7 +187,8 @@ class LMHeadLoss(torch.autograd.Function):
             log_normalizer = normalizer.log()
             per_token[chunk] = log_normalizer - target_logit
             if label_smooth:
-                per_token[chunk] = (1.0 - label_smooth) * per_token[chunk] + label_smooth * (log_normalizer - mean_logit)
+                per_token[chunk] = ((1.0 - label_smooth) * per_token[chunk]
+                                    + label_smooth * (log_normalizer - mean_logit))
             if not (want_hidden or want_weight):
                 continue
             chunk_weights = weights[chunk]
@@ -172,8 +219,9 @@ def lm_head_loss(hidden, weight, targets, weights, label_smooth):
 
 
 def top_log_softmax(logits, k):
-    """top_k(log_softmax(logits), k) for logits [rows, V]."""
-    return top_k(log_softmax(logits), k)
+    """top_k(log_softmax(logits), k) for logits [rows, V], which it overwrites (with their log-softmax: no second
+    [rows, V] tensor)."""
+    return top_k(torch._log_softmax(logits, -1, False, out=logits), k)
 
 
 def top_k(scores, k):

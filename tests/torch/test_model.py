@@ -6,6 +6,7 @@ from torch.nn import functional as F
 
 from common_data.model.gpt2_config import MODEL_CARDS, AdapterConfig, GPT2Config, config_for_card
 from common_data.model.init_params import init_adapter_params, init_base_params
+from NLG_pytorch.src import ops
 from NLG_pytorch.src.model import GPT2LMModel
 
 CONFIG = GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)
@@ -64,6 +65,23 @@ def batch(seed=0, length=20):
     loss_mask[1, 2:20] = 1
     loss_mask[2, 10:12] = 1
     return input_ids, targets, loss_mask
+
+
+@pytest.mark.parametrize("library", ["oneDNN", "numpy"])
+def test_the_lm_head_product_and_its_gradients(library, monkeypatch):
+    # oneDNN from the system's libdnnl, which environments/system_packages.sh installs; numpy's BLAS without it
+    if library == "numpy":
+        monkeypatch.setattr(ops, "onednn_sgemm", lambda: None)
+    else:
+        assert ops.onednn_sgemm() is not None
+    rng = np.random.default_rng(4)
+    x, weight, upstream = (rng.normal(0, 1, shape) for shape in ((3, 13, 24), (1000, 24), (3, 13, 1000)))
+    x_tensor, weight_tensor = (torch.tensor(array, dtype=torch.float32, requires_grad=True) for array in (x, weight))
+    out = ops.matmul_transposed(x_tensor, weight_tensor)
+    out.backward(torch.tensor(upstream, dtype=torch.float32))
+    assert np.abs(out.detach().numpy() - x @ weight.T).max() <= 1e-4
+    assert np.abs(x_tensor.grad.numpy() - upstream @ weight).max() <= 1e-4
+    assert np.abs(weight_tensor.grad.numpy() - upstream.reshape(-1, 1000).T @ x.reshape(-1, 24)).max() <= 1e-4
 
 
 @pytest.mark.parametrize("label_smooth", [0.1, 0.0])
