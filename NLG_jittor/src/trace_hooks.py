@@ -27,7 +27,7 @@ import jittor as jt
 import numpy as np
 
 from common_data.training import batching
-from common_data.decoding.beam import BeamSettings, query_tokens
+from common_data.decoding.beam import BeamBatch, BeamSettings, query_tokens
 from common_data.model.checkpoint import load_tensors, save_tensors
 from common_data.trace import names
 from common_data.trace.start import training_start
@@ -203,15 +203,15 @@ def record_beam(model, contexts, args):
     """Per search step the top scores and candidate ids of a beam search from each context, alone."""
     settings = BeamSettings(beam=args.beam, eval_len=args.eval_len)
     record, steps = {}, []
-    chosen = beam_search.best_continuations
+    chosen = BeamBatch.best_candidates
 
-    def recording(*inputs):
-        top = chosen(*inputs)
+    def recording(batch, *inputs):
+        top = chosen(batch, *inputs)
         steps.append(top)
         return top
 
     model.eval()
-    beam_search.best_continuations = recording
+    BeamBatch.best_candidates = recording
     try:
         for index, context in enumerate(contexts):
             steps.clear()
@@ -221,7 +221,7 @@ def record_beam(model, contexts, args):
                 record[names.key(step, "beam", str(index), "scores")] = top_scores[0]
                 record[names.key(step, "beam", str(index), "ids")] = top_ids[0]
     finally:
-        beam_search.best_continuations = chosen
+        BeamBatch.best_candidates = chosen
     return record
 
 

@@ -1,7 +1,7 @@
 """Batched beam search with a key/value cache; the bookkeeping is common_data.decoding.beam.
 
 The contexts of a batch are left-padded to the longest (the model masks the padding): one forward pass over
-the prompts, then one token per hypothesis and step.
+the prompts, then one token per running hypothesis and step.
 """
 from tqdm import tqdm
 
@@ -10,8 +10,8 @@ from NLG_pytorch.src import ops
 
 
 def best_row_scores(logits, batch):
-    """(scores, token ids) [rows, k]: the k best processed next-token log-probabilities of every row, best first,
-    k = batch.candidate_count (float32).
+    """(scores, token ids) [rows, k]: the k best processed next-token log-probabilities of every row (those of
+    batch.running), best first, k = batch.candidate_count (float32).
 
     Before the softmax (microsoft/LoRA, greedy) the bans and the repetition penalty change the logits
     and the softmax renormalises; after it (transformers' beam search) they change the log-probabilities.
@@ -35,22 +35,6 @@ def apply_penalties(scores, batch):
     if len(rows):
         scores[ops.from_numpy_like(rows, scores), ops.from_numpy_like(tokens, scores)] = float("-inf")
     return scores
-
-
-def best_continuations(row_scores, row_ids, batch, vocab_size):
-    """(top scores, top ids) per live context over its rows x vocabulary, as numpy arrays.
-
-    A score is the running score plus the processed log-probability. The best k of a context lie among the
-    best k of each of its rows (a row adds one number to all its tokens), so the top-k of the rows
-    (best_row_scores) runs first and then the top-k of the few survivors.
-    """
-    running = ops.from_numpy_like(batch.scores, row_scores)
-    totals = (row_scores + running.unsqueeze(1)).view(len(batch.live), -1)
-    beam_index = ops.positions(0, row_scores.shape[0], row_scores) % batch.rows_per_context
-    flat_ids = row_ids + beam_index.unsqueeze(1) * vocab_size
-    top_scores, picked = totals.topk(batch.candidate_count(vocab_size), dim=1)
-    top_ids = flat_ids.view(len(batch.live), -1).gather(1, picked)
-    return ops.numpy(top_scores), ops.numpy(top_ids)
 
 
 def prefill(model, prompts, padding):
@@ -78,7 +62,8 @@ def search_batch(model, contexts, settings, device):
         logits, _, past = model(tokens, past_key_values=past, past_rows=rows, use_cache=True, padding=padding)
         vocab_size = logits.shape[-1]
         row_scores, row_ids = best_row_scores(logits[:, -1], batch)
-        rows, new_tokens = batch.advance(*best_continuations(row_scores, row_ids, batch, vocab_size), vocab_size)
+        candidates = batch.best_candidates(ops.numpy(row_scores), ops.numpy(row_ids), vocab_size)
+        rows, new_tokens = batch.advance(*candidates, vocab_size)
         if batch.done:
             return batch.best_tokens
         rows = ops.from_numpy_like(rows, prompts)

@@ -1,8 +1,8 @@
 """Beam search bookkeeping shared by the PyTorch and the Jittor gpt2_beam.py (numpy only).
 
-The framework runs the model and, per step, the top-k over beam x vocabulary; everything else lives here:
-which tokens to ban, which candidates finish, which continue, the length-penalised best hypothesis of
-every context, batching contexts by length and the prediction file.
+The framework runs the model and, per step, the top-k over each row's vocabulary; everything else lives here:
+which tokens to ban, the best candidates of each context, which finish, which continue, the length-penalised best
+hypothesis of every context, batching contexts by length and the prediction file.
 
 Two semantics (`BeamSettings.semantics`):
 - "lora", microsoft/LoRA's gpt2_beam.py: the bans (n-grams, EOS before min_length) and the repetition
@@ -96,10 +96,12 @@ def banned_ngram_tokens(history, size):
 class BeamBatch:
     """The search state of contexts decoded together, left-padded to the longest.
 
-    Rows are the hypotheses the framework runs: `rows_per_context` consecutive rows per live context
-    (1 before the first step, then `beam`). Contexts leave the batch as soon as they are done. The framework
-    feeds `prompts` (padding as token 0) with `padding`, the pad count of every prompt: the model gives padded
-    positions no attention and counts positions from each prompt's first token, so a context decodes as alone.
+    Rows are the hypotheses: `rows_per_context` consecutive rows per live context (1 before the first step, then
+    `beam`). Contexts leave the batch as soon as they are done. The framework runs the model on the rows in
+    `running`, those whose score is finite: a slot left by a finished hypothesis (score -inf in microsoft/LoRA's
+    semantics) has no continuation that could be chosen. It feeds `prompts` (padding as token 0) with `padding`, the
+    pad count of every prompt: the model gives padded positions no attention and counts positions from each
+    prompt's first token, so a context decodes as alone.
     """
 
     def __init__(self, settings, contexts):
@@ -114,6 +116,7 @@ class BeamBatch:
             self.contexts[row, self.padding[row]:] = context
         self.prompts = np.maximum(self.contexts, 0)
         self.live = np.arange(count)
+        self.running = np.arange(count)
         self.rows_per_context = 1
         self.step = 0
         self.tokens = np.zeros((count, 0), np.int64)
@@ -126,48 +129,68 @@ class BeamBatch:
         return len(self.live) == 0
 
     def history(self):
-        """Tokens the bans and the repetition penalty look at, one row per hypothesis [rows, length]."""
+        """Tokens the bans and the repetition penalty look at, one row per running hypothesis [running, length]."""
         if not self.settings.history_includes_context:
-            return self.tokens
+            return self.tokens[self.running]
         return self._after(self.contexts)
 
     def _after(self, contexts):
-        """The live contexts' rows of `contexts`, once per hypothesis, followed by the generated tokens."""
-        return np.concatenate([np.repeat(contexts[self.live], self.rows_per_context, axis=0), self.tokens], axis=1)
+        """The running hypotheses' contexts (rows of `contexts`), followed by their generated tokens."""
+        context_rows = self.live[self.running // self.rows_per_context]
+        return np.concatenate([contexts[context_rows], self.tokens[self.running]], axis=1)
 
     def banned_tokens(self):
-        """(rows, tokens) whose score the framework sets to -inf before this step's top-k."""
+        """(rows, tokens) whose score the framework sets to -inf before this step's top-k, rows into `running`."""
         settings = self.settings
         rows, tokens = banned_ngram_tokens(self.history(), settings.no_repeat_ngram_size)
         if self.step < settings.min_length:
-            all_rows = np.arange(len(self.tokens))
+            all_rows = np.arange(len(self.running))
             eos = np.asarray(settings.eos_token_ids, np.int64)
             rows = np.concatenate([rows, np.repeat(all_rows, len(eos))])
             tokens = np.concatenate([tokens, np.tile(eos, len(all_rows))])
         return rows, tokens
 
     def penalised_tokens(self):
-        """Token ids per row for the repetition penalty [rows, length], or None when it is off."""
+        """Token ids per running row for the repetition penalty [running, length], or None when it is off."""
         if self.settings.repetition_penalty == 1.0:
             return None
         if not self.settings.history_includes_context:
-            return self.tokens
+            return self.tokens[self.running]
         # padding stands in as the context's last token, which is penalised anyway (once per distinct token)
         return self._after(np.where(self.contexts == PAD, self.contexts[:, -1:], self.contexts))
 
     def candidate_count(self, vocab_size):
         return self.settings.candidate_count(self.rows_per_context, vocab_size)
 
+    def best_candidates(self, row_scores, row_ids, vocab_size):
+        """(top scores, top ids) per live context, the input of advance, from the framework's best k processed
+        log-probabilities of every running row (row_scores float32 [running, k], best first; row_ids their tokens).
+
+        A candidate scores its row's running score plus its log-probability. The best candidates of a context lie
+        among the best k of each of its rows (a row adds one number to all its tokens); rows that did not run have
+        none. Among equal scores the earlier row and the better-ranked token come first.
+        """
+        rows, k = len(self.live) * self.rows_per_context, row_scores.shape[1]
+        scores = np.full((rows, k), -np.inf, np.float32)
+        ids = np.zeros((rows, k), np.int64)
+        scores[self.running] = np.asarray(row_scores, np.float32) + self.scores[self.running, None]
+        ids[self.running] = np.asarray(row_ids, np.int64) + (self.running % self.rows_per_context)[:, None] * vocab_size
+        scores, ids = scores.reshape(len(self.live), -1), ids.reshape(len(self.live), -1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :self.candidate_count(vocab_size)]
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
     def advance(self, top_scores, top_ids, vocab_size):
         """Take one step from the framework's best continuations of every live context.
 
         top_scores: float32 [live, k], best first, the running score plus the processed log-probability;
-        top_ids: their index into the context's rows x vocabulary, row-major. Returns the rows (into this
-        step's rows) the next step continues from, in order, and their new tokens; both empty once done.
-        The framework reorders its key/value cache with those rows and feeds the tokens.
+        top_ids: their index into the context's rows x vocabulary, row-major. Returns, for the rows the next step
+        runs, the rows they continue (positions in this step's `running`), in order, and their new tokens; both empty
+        once done. The framework reorders its key/value cache with those rows and feeds the tokens.
         """
         settings = self.settings
         beam = settings.beam
+        position = np.zeros(len(self.live) * self.rows_per_context, np.int64)
+        position[self.running] = np.arange(len(self.running))
         top_scores = np.asarray(top_scores, np.float32)
         source = np.asarray(top_ids, np.int64) // vocab_size
         token = np.asarray(top_ids, np.int64) % vocab_size
@@ -195,7 +218,8 @@ class BeamBatch:
         self.live = self.live[keep]
         self.rows_per_context = beam
         self.step = length
-        return rows, tokens
+        self.running = np.flatnonzero(np.isfinite(scores))
+        return position[rows[self.running]], tokens[self.running]
 
     def _finish(self, scores, source, token, ends, length):
         """Keep, per live context, the best hypothesis that ends at this step if it beats the best so far."""

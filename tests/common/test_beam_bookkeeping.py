@@ -50,11 +50,23 @@ def test_lora_keeps_a_dead_slot_where_a_hypothesis_finished_and_hf_refills_it():
     assert lora.candidate_count(VOCAB) == 2 and hf.candidate_count(VOCAB) == 4
 
     rows, tokens = step(lora, [candidates[0][:2]])
-    assert tokens.tolist() == [5, EOS] and lora.scores.tolist() == [-1.0, -np.inf]
+    # the dead slot does not run
+    assert tokens.tolist() == [5] and lora.scores.tolist() == [-1.0, -np.inf] and lora.running.tolist() == [0]
     rows, tokens = step(hf, candidates)
     assert tokens.tolist() == [5, 6] and hf.scores.tolist() == [-1.0, -2.0]
     for batch in (lora, hf):
         assert batch.best_tokens == [[EOS]] and batch.best_scores.tolist() == [-1.5]
+
+
+def test_best_candidates_add_the_running_scores_and_leave_out_the_rows_that_did_not_run():
+    batch = BeamBatch(BeamSettings(beam=2, eval_len=10, eos_token_ids=(EOS,)), [[1, 2], [3]])
+    step(batch, [[(-1.0, 0, 5), (-1.5, 0, EOS)], [(-0.5, 0, 4), (-0.7, 0, 6)]])
+    assert batch.running.tolist() == [0, 2, 3]  # row 1 finished
+    row_scores = np.array([[-0.1, -0.2], [-0.3, -0.4], [-0.05, -0.6]], np.float32)
+    scores, ids = batch.best_candidates(row_scores, np.array([[8, 9], [10, 11], [12, 13]]), VOCAB)
+    # context 1: row 3 (its second) with -0.7 - 0.05 beats row 2 with -0.5 - 0.3
+    np.testing.assert_allclose(scores, [[-1.1, -1.2], [-0.75, -0.8]], rtol=1e-6)
+    assert ids.tolist() == [[8, 9], [VOCAB + 12, 10]]
 
 
 def test_finished_hypotheses_are_scored_with_the_length_penalty():
@@ -73,8 +85,9 @@ def test_a_context_stops_once_no_running_hypothesis_can_win():
     # context 0: the best running score -0.2 can at best become -0.2 / 4 = -0.05 > -0.1: it goes on
     assert batch.live.tolist() == [0, 1]
     rows, tokens = step(batch, [[(-0.5, 1, 3), (-0.6, 1, 4)], [(-0.3, 0, 5), (-0.4, 1, 5)]])
-    # context 0: -0.5 / 4 = -0.125 cannot beat -0.1; context 1 has rows 2 and 3 of this step
-    assert batch.live.tolist() == [1] and rows.tolist() == [2, 3] and tokens.tolist() == [5, 5]
+    # context 0: -0.5 / 4 = -0.125 cannot beat -0.1; context 1 has rows 2 and 3 of this step, the second and third
+    # that ran (row 0 had finished)
+    assert batch.live.tolist() == [1] and rows.tolist() == [1, 2] and tokens.tolist() == [5, 5]
     assert batch.tokens.tolist() == [[3, 5], [4, 5]]
     step(batch, [[(-0.7, 0, 6), (-0.8, 1, 6)]])
     step(batch, [[(-0.9, 0, 1), (-1.0, 1, 1)]])
