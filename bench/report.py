@@ -226,6 +226,7 @@ def plot_breakdown(axis, table):
         axis.bar(range(len(seconds)), seconds[kind].fillna(0.0), bottom=bottom, label=kind)
         bottom += seconds[kind].fillna(0.0)
     axis.set_xticks(list(range(len(seconds))), list(seconds.index), rotation=30, ha="right", fontsize=9)
+    axis.set_ylim(top=bottom.max() * 1.45)  # room for the legend above the bars
     axis.legend(fontsize=7, loc="upper left")
 
 
