@@ -128,5 +128,5 @@ def plot_side_by_side(path, table, title, xlabel, value_format):
     axes.set_xlabel(xlabel)
     axes.margins(x=0.12)
     axes.grid(axis="x", alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over their labels
     save(figure, path)
