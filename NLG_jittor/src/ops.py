@@ -121,10 +121,14 @@ def self_attention(qkv, n_head, mask=None, past=None, past_rows=None):
     batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
     q, k, v = (x.view(batch, length, n_head, width // n_head).transpose(1, 2) for x in qkv.split(width, dim=2))
     if past is not None:
-        past_k, past_v = past if past_rows is None else (take_rows(x, past_rows) for x in past)
-        k, v = concat([past_k, k], dim=2), concat([past_v, v], dim=2)
+        k, v = extend_cache(past[0], k, past_rows), extend_cache(past[1], v, past_rows)
     y = attention(q, k, v, mask)
     return y.transpose(1, 2).reshape(batch, length, width), (k, v)
+
+
+def extend_cache(cached, new, rows=None):
+    """cat([cached[rows], new], dim=2) for [B, H, L, D] tensors (rows None: row for row)."""
+    return concat([cached if rows is None else take_rows(cached, rows), new], dim=2)
 
 
 def cached_attention(qkv, n_head, mask, past, past_rows):

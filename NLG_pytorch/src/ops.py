@@ -1,9 +1,10 @@
 """The framework operations the model, the adapters and beam search use (PyTorch).
 
 NLG_jittor/src/ops.py exports the same names and holds the kernels Jittor lacks; here most are torch's own
-functions. On the CPU the LM head's product (x W^T with the [V, d] embedding) goes to oneDNN's, the one Jittor uses
-(the system's libdnnl, called on torch's OpenMP threads), or without it to numpy's BLAS: both run that shape at about
-twice the speed of torch's (bench's gemm task). The token loss writes its gradient out: autograd through
+functions. On the CPU the LM head's forward product (x W^T with the [V, d] embedding) runs at about twice torch's
+speed elsewhere (bench's gemm task): the logits of decoding and evaluation by oneDNN's, the one Jittor uses (the
+system's libdnnl, called on torch's OpenMP threads; numpy's BLAS without it), a training step's by numpy's BLAS,
+which measured as fast there. The token loss writes its gradient out: autograd through
 log_softmax, gather and mean makes a zero-filled [rows, vocabulary] tensor for the gather, another for the mean and
 adds them.
 """

@@ -116,7 +116,6 @@ class BeamBatch:
             self.contexts[row, self.padding[row]:] = context
         self.prompts = np.maximum(self.contexts, 0)
         self.live = np.arange(count)
-        self.running = np.arange(count)
         self.rows_per_context = 1
         self.step = 0
         self.tokens = np.zeros((count, 0), np.int64)
@@ -127,6 +126,11 @@ class BeamBatch:
     @property
     def done(self):
         return len(self.live) == 0
+
+    @property
+    def running(self):
+        """The rows the model runs: those with a finite score."""
+        return np.flatnonzero(np.isfinite(self.scores))
 
     def history(self):
         """Tokens the bans and the repetition penalty look at, one row per running hypothesis [running, length]."""
@@ -170,11 +174,11 @@ class BeamBatch:
         among the best k of each of its rows (a row adds one number to all its tokens); rows that did not run have
         none. Among equal scores the earlier row and the better-ranked token come first.
         """
-        rows, k = len(self.live) * self.rows_per_context, row_scores.shape[1]
+        rows, k, running = len(self.live) * self.rows_per_context, row_scores.shape[1], self.running
         scores = np.full((rows, k), -np.inf, np.float32)
         ids = np.zeros((rows, k), np.int64)
-        scores[self.running] = np.asarray(row_scores, np.float32) + self.scores[self.running, None]
-        ids[self.running] = np.asarray(row_ids, np.int64) + (self.running % self.rows_per_context)[:, None] * vocab_size
+        scores[running] = np.asarray(row_scores, np.float32) + self.scores[running, None]
+        ids[running] = np.asarray(row_ids, np.int64) + (running % self.rows_per_context)[:, None] * vocab_size
         scores, ids = scores.reshape(len(self.live), -1), ids.reshape(len(self.live), -1)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :self.candidate_count(vocab_size)]
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
@@ -189,8 +193,9 @@ class BeamBatch:
         """
         settings = self.settings
         beam = settings.beam
+        running = self.running
         position = np.zeros(len(self.live) * self.rows_per_context, np.int64)
-        position[self.running] = np.arange(len(self.running))
+        position[running] = np.arange(len(running))
         top_scores = np.asarray(top_scores, np.float32)
         source = np.asarray(top_ids, np.int64) // vocab_size
         token = np.asarray(top_ids, np.int64) % vocab_size
@@ -218,8 +223,8 @@ class BeamBatch:
         self.live = self.live[keep]
         self.rows_per_context = beam
         self.step = length
-        self.running = np.flatnonzero(np.isfinite(scores))
-        return position[rows[self.running]], tokens[self.running]
+        running = self.running
+        return position[rows[running]], tokens[running]
 
     def _finish(self, scores, source, token, ends, length):
         """Keep, per live context, the best hypothesis that ends at this step if it beats the best so far."""
