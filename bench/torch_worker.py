@@ -28,7 +28,7 @@ from NLG_pytorch.src.gpt2_ft import Trainer
 
 def torch_kind(name):
     """The kind of work of a profiler event (workload's kinds), None for those that hold others or fall in the rest."""
-    if name in ("aten::mm", "aten::addmm", "aten::bmm", "MatmulTransposed"):
+    if name in ("aten::mm", "aten::addmm", "aten::bmm", "Matmul", "MatmulBackward"):
         return workload.BLOCK_MATMULS
     if "scaled_dot_product" in name or "flash_attention" in name:
         return workload.ATTENTION

@@ -1,10 +1,10 @@
 """The framework operations the model, the adapters and beam search use (Jittor).
 
 NLG_pytorch/src/ops.py exports the same names, mostly as torch's own functions. Here they hold the CPU kernels
-Jittor lacks (their C sources in kernels/): causal attention both ways, attention over a key/value cache, a
-multithreaded batched matmul, the LM head's token loss with its gradient, beam search's best log-probabilities,
-gelu_new and layer normalization both ways, AdamW's update, and sums over the vocabulary in float64 (Jittor sums in
-the input's precision one element after another).
+Jittor lacks (their C sources in kernels/): causal attention both ways, a multithreaded batched matmul, gelu_new
+and layer normalization both ways, and sums over the vocabulary in float64 (Jittor sums in the input's precision
+one element after another); and those torch calls too, written once in common_data/kernels: the LM head's token
+loss with its gradient, beam search's best log-probabilities, attention over a key/value cache and AdamW's update.
 """
 import math
 from pathlib import Path
@@ -12,6 +12,8 @@ from pathlib import Path
 import jittor as jt
 import numpy as np
 from jittor import nn
+
+from common_data import kernels
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 # top_k splits rows into blocks of this many scores
@@ -25,17 +27,25 @@ def kernel_source(name):
 
 
 BATCHED_MATMUL_SRC = kernel_source("batched_matmul")
-TOKEN_LOSS_SRC = kernel_source("token_loss")
 CAUSAL_ATTENTION_SRC = kernel_source("causal_attention")
 CAUSAL_ATTENTION_GRAD_SRC = kernel_source("causal_attention_grad")
-ADAMW_STEP_SRC = kernel_source("adamw_step")
 GELU_SRC = kernel_source("gelu")
 GELU_GRAD_SRC = kernel_source("gelu_grad")
 LAYER_NORM_SRC = kernel_source("layer_norm")
 LAYER_NORM_GRAD_SRC = kernel_source("layer_norm_grad")
-TOP_LOG_SOFTMAX_SRC = kernel_source("top_log_softmax")
-CACHED_ATTENTION_SRC = kernel_source("cached_attention")
 CPP_HEADERS = "#include <algorithm>\n#include <cfloat>\n#include <cmath>\n#include <vector>\n"
+# written once for both frameworks (common_data/kernels), called from the ops below
+TOKEN_LOSS_HEADER = kernels.header("token_loss")
+TOKEN_LOSS_CALL = ('token_loss(in0_p, in1_p, in2_p, in0_shape0, in0_shape1, data["smooth"], data["gradient"], '
+                   "out0_p, out1_p);")
+TOP_LOG_SOFTMAX_HEADER = kernels.header("top_log_softmax")
+TOP_LOG_SOFTMAX_CALL = "top_log_softmax(in0_p, in0_shape0, in0_shape1, out0_shape1, out0_p, out1_p);"
+CACHED_ATTENTION_HEADER = kernels.header("cached_attention")
+CACHED_ATTENTION_CALL = ("cached_attention(in0_p, in1_p, in2_p, in3_p, in4_p, in4_shape0, out1_shape0, out1_shape1, "
+                         "out1_shape2, out1_shape3, out0_p, out1_p, out2_p);")
+ADAMW_STEP_HEADER = kernels.header("adamw_step")
+ADAMW_STEP_CALL = ('adamw_step(in0_p, in1_p, in2_p, in3_p, in0->num, data["beta1"], data["beta2"], data["rest1"], '
+                   'data["rest2"], data["step_size"], data["eps"], data["decay"], out0_p, out1_p, out2_p);')
 
 
 def attention_header(head_dim):
@@ -132,15 +142,15 @@ def extend_cache(cached, new, rows=None):
 
 
 def cached_attention(qkv, n_head, mask, past, past_rows):
-    """self_attention of one new token per row with a cache in one kernel (kernels/cached_attention.cc), which also
-    reorders the cache by past_rows and appends the new keys and values."""
+    """self_attention of one new token per row with a cache in one kernel (the shared cached_attention, in
+    common_data/kernels), which also reorders the cache by past_rows and appends the new keys and values."""
     batch, width = qkv.shape[0], qkv.shape[2] // 3
     past_k, past_v = past
     rows = jt.arange(batch).int32() if past_rows is None else past_rows
     shape = (batch, n_head, past_k.shape[2] + 1, past_k.shape[3])
     y, k, v = jt.code([(batch, width), shape, shape], [qkv.dtype] * 3,
                       [qkv.reshape(batch, 3 * width), past_k, past_v, rows, mask.reshape(-1, shape[2])],
-                      cpu_header=attention_header(shape[3]), cpu_src=CACHED_ATTENTION_SRC)
+                      cpu_header=CACHED_ATTENTION_HEADER, cpu_src=CACHED_ATTENTION_CALL)
     return y.reshape(batch, 1, width), (k, v)
 
 
@@ -188,6 +198,11 @@ class LayerNorm(nn.LayerNorm):
         if jt.flags.use_cuda:
             return super().execute(x)
         return LayerNormFunction.apply(x, self.weight, self.bias, self.eps)
+
+
+def matmul(x, weight):
+    """x weight for x [..., d], weight [d, n]."""
+    return x @ weight
 
 
 def matmul_transposed(x, weight):
@@ -249,17 +264,17 @@ def token_loss(logits, targets, weights, label_smooth):
 
 
 class LMHeadLoss(jt.Function):
-    """token_loss(hidden weight^T, ...) on the CPU: oneDNN's product, then kernels/token_loss.cc, which reads each
-    row of logits once for its loss and, where a gradient is wanted, turns it in place into the gradient of its
-    logits (scaled by the weights, not yet by the upstream gradient). Backward scales the products' operands, never
-    a [rows, V] tensor."""
+    """token_loss(hidden weight^T, ...) on the CPU: oneDNN's product, then the shared token_loss kernel
+    (common_data/kernels), which reads each row of logits once for its loss and, where a gradient is wanted, turns
+    it in place into the gradient of its logits (scaled by the weights, not yet by the upstream gradient). Backward
+    scales the products' operands, never a [rows, V] tensor."""
 
     def execute(self, hidden, weight, targets, weights, label_smooth):
         logits = matmul_transposed(hidden, weight)
         per_token, self.logits_grad = jt.code(
             inputs=[logits, targets.int32(), weights], outputs=[jt.empty(logits.shape[:1], logits.dtype), logits],
-            data={"smooth": label_smooth, "gradient": int(not jt.flags.no_grad)}, cpu_header=CPP_HEADERS,
-            cpu_src=TOKEN_LOSS_SRC)
+            data={"smooth": label_smooth, "gradient": int(not jt.flags.no_grad)}, cpu_header=TOKEN_LOSS_HEADER,
+            cpu_src=TOKEN_LOSS_CALL)
         self.hidden, self.weight = hidden, weight
         return per_token.sum()
 
@@ -277,11 +292,11 @@ def lm_head_loss(hidden, weight, targets, weights, label_smooth):
 
 def top_log_softmax(logits, k):
     """top_k(log_softmax(logits), k) for logits [rows, V] (torch's overwrites them); on the CPU one kernel
-    (kernels/top_log_softmax.cc) that never writes the log-probabilities out."""
+    (common_data/kernels/top_log_softmax.h) that never writes the log-probabilities out."""
     if jt.flags.use_cuda:
         return top_k(log_softmax(logits), k)
-    return jt.code([(logits.shape[0], k)] * 2, [logits.dtype, "int32"], [logits], cpu_header=CPP_HEADERS,
-                   cpu_src=TOP_LOG_SOFTMAX_SRC)
+    return jt.code([(logits.shape[0], k)] * 2, [logits.dtype, "int32"], [logits], cpu_header=TOP_LOG_SOFTMAX_HEADER,
+                   cpu_src=TOP_LOG_SOFTMAX_CALL)
 
 
 def top_k(scores, k):
@@ -453,8 +468,8 @@ def set_gradients(optimizer, params, arrays):
 
 def adam_step(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, eps, decay):
     """m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p - step_size m / (sqrt(v) + eps), then
-    p <- p - decay p, in place; on the CPU in one multithreaded pass (kernels/adamw_step.cc): Jittor compiles its
-    elementwise CPU kernels for one thread."""
+    p <- p - decay p, in place; on the CPU in one multithreaded pass (the shared adamw_step kernel, in
+    common_data/kernels): Jittor compiles its elementwise CPU kernels for one thread."""
     if jt.flags.use_cuda:
         exp_avg.update(exp_avg * beta1 + (1.0 - beta1) * grad)
         exp_avg_sq.update(exp_avg_sq * beta2 + (1.0 - beta2) * grad * grad)
@@ -465,8 +480,8 @@ def adam_step(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, eps, de
     hyper = dict(beta1=beta1, beta2=beta2, rest1=1.0 - beta1, rest2=1.0 - beta2, step_size=step_size, eps=eps,
                  decay=decay)
     outputs = jt.code([param.shape] * 3, [param.dtype] * 3, [param, exp_avg, exp_avg_sq, grad],
-                      data={name: float(value) for name, value in hyper.items()}, cpu_header=CPP_HEADERS,
-                      cpu_src=ADAMW_STEP_SRC)
+                      data={name: float(value) for name, value in hyper.items()}, cpu_header=ADAMW_STEP_HEADER,
+                      cpu_src=ADAMW_STEP_CALL)
     for state, value in zip((param, exp_avg, exp_avg_sq), outputs):
         state.update(value)
 

@@ -40,7 +40,7 @@ class AdaptedConv1D(nn.Module):
         self.lora_dropout = ops.dropout(lora_dropout)
 
     def forward(self, x):
-        base = x @ self.weight
+        base = ops.matmul(x, self.weight)
         out = base + self.bias
         if self.merged or not self.slices:
             return out
@@ -64,7 +64,7 @@ class AdaptedConv1D(nn.Module):
             factors.append(base.new_ones((self.weight.shape[1] - column,)))
         factor = ops.concat(factors)
         if ops.is_training(self.lora_dropout) and self.lora_dropout.p > 0:
-            base = adapter_input @ self.weight
+            base = ops.matmul(adapter_input, self.weight)
         return (factor - 1) * base + factor * (self.scale * self.low_rank_update(adapter_input))
 
     def low_rank_update(self, adapter_input):

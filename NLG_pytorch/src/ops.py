@@ -1,23 +1,31 @@
 """The framework operations the model, the adapters and beam search use (PyTorch).
 
 NLG_jittor/src/ops.py exports the same names and holds the kernels Jittor lacks; here most are torch's own
-functions. On the CPU the LM head's forward product (x W^T with the [V, d] embedding) runs at about twice torch's
-speed elsewhere (bench's gemm task): the logits of decoding and evaluation by oneDNN's, the one Jittor uses (the
-system's libdnnl, called on torch's OpenMP threads; numpy's BLAS without it), a training step's by numpy's BLAS,
-which measured as fast there. The token loss writes its gradient out: autograd through
-log_softmax, gather and mean makes a zero-filled [rows, vocabulary] tensor for the gather, another for the mean and
-adds them.
+functions. On the CPU four kernels are Jittor's, written once in common_data/kernels and called through ctypes: the
+LM head's token loss with its gradient (no [rows, vocabulary] tensor beside the logits, where autograd through
+log_softmax, gather and mean makes three), beam search's best log-probabilities, attention of one new token over a
+key/value cache (reordering and extending the cache as it goes) and AdamW's update in one pass. The products of
+the blocks' weights and of the LM head go to oneDNN's sgemm, the library Jittor uses (the system's libdnnl, on
+torch's OpenMP threads), which runs those shapes faster than torch's own (bench's gemm task).
 """
 import ctypes
 import ctypes.util
 import functools
+import math
+import subprocess
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-# rows per chunk of LMHeadLoss: bounds its logits buffer (1024 x 50,257 float32, 206 MB)
+from common_data import kernels
+
+KERNELS = Path(__file__).resolve().parent / "kernels"
+
+# rows per chunk of LMHeadLoss: bounds its logits buffer (1024 x 50,257 float32, 206 MB), kept between calls
 LM_HEAD_CHUNK = 1024
 
 
@@ -30,13 +38,32 @@ def attention(query, key, value, mask=None):
 def self_attention(qkv, n_head, mask=None, past=None, past_rows=None):
     """Multi-head attention of qkv [B, L, 3 W] (queries, keys and values side by side): (y [B, L, W], (k, v)), k and
     v [B, n_head, S, W / n_head] with the cached positions first. past: the cached (k, v) of the positions before,
-    past_rows [B] the row of them each row continues (None: row for row); mask: as attention's."""
+    past_rows [B] the row of them each row continues (None: row for row); mask: as attention's. One new token per row
+    with a cache runs cached_attention on the CPU."""
+    if (past is not None and mask is not None and qkv.shape[1] == 1 and on_cpu_float32(qkv, *past)
+            and cpu_kernels() is not None):
+        return cached_attention(qkv, n_head, mask, past, past_rows)
     batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
     q, k, v = (x.view(batch, length, n_head, width // n_head).transpose(1, 2) for x in qkv.split(width, dim=2))
     if past is not None:
         k, v = extend_cache(past[0], k, past_rows), extend_cache(past[1], v, past_rows)
     y = attention(q, k, v, mask)
     return y.transpose(1, 2).reshape(batch, length, width), (k, v)
+
+
+def cached_attention(qkv, n_head, mask, past, past_rows):
+    """self_attention of one new token per row with a cache in one kernel (the shared cached_attention), which also
+    reorders the cache by past_rows and appends the new keys and values."""
+    batch, width = qkv.shape[0], qkv.shape[2] // 3
+    past_k, past_v = (x.contiguous() for x in past)
+    rows = torch.arange(batch, dtype=torch.int32) if past_rows is None else past_rows.to(torch.int32)
+    shape = batch, n_head, past_k.shape[2] + 1, past_k.shape[3]
+    mask = mask.reshape(-1, shape[2]).contiguous()
+    qkv, rows = qkv.contiguous(), rows.contiguous()
+    y, k, v = qkv.new_empty(batch, 1, width), qkv.new_empty(shape), qkv.new_empty(shape)
+    cpu_kernels().nlg_cached_attention(qkv.data_ptr(), past_k.data_ptr(), past_v.data_ptr(), rows.data_ptr(),
+                                       mask.data_ptr(), mask.shape[0], *shape, y.data_ptr(), k.data_ptr(), v.data_ptr())
+    return y, (k, v)
 
 
 def extend_cache(cached, new, rows=None):
@@ -65,6 +92,28 @@ def on_cpu_float32(*tensors):
 
 
 @functools.cache
+def cpu_kernels():
+    """The shared CPU kernels (common_data/kernels, exported by kernels/cpu_kernels.cc) loaded with ctypes, or None,
+    with a warning, where they do not compile: torch's own ops run instead."""
+    try:
+        path = kernels.compiled_library(KERNELS / "cpu_kernels.cc")
+    except (OSError, subprocess.CalledProcessError) as error:
+        warnings.warn(f"the CPU kernels did not compile, torch's ops run instead: {getattr(error, 'stderr', error)}")
+        return None
+    library = ctypes.CDLL(str(path))
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    library.nlg_token_loss.argtypes = [pointer, pointer, pointer, integer, integer, ctypes.c_float, integer,
+                                       pointer, pointer]
+    library.nlg_top_log_softmax.argtypes = [pointer, integer, integer, integer, pointer, pointer]
+    library.nlg_cached_attention.argtypes = [pointer] * 5 + [integer] * 5 + [pointer] * 3
+    library.nlg_adamw_step.argtypes = [pointer] * 4 + [ctypes.c_size_t] + [ctypes.c_float] * 7
+    for kernel in (library.nlg_token_loss, library.nlg_top_log_softmax, library.nlg_cached_attention,
+                   library.nlg_adamw_step):
+        kernel.restype = None
+    return library
+
+
+@functools.cache
 def onednn_sgemm():
     """oneDNN's row-major float32 product dnnl_sgemm from the system's libdnnl (Debian's libdnnl-dev, which Jittor
     needs too), or None without it. Its OpenMP runtime is libgomp, the one torch has loaded, so it runs on torch's
@@ -80,43 +129,59 @@ def onednn_sgemm():
     return sgemm
 
 
-def product_transposed(rows, weight, out):
-    """out = rows weight^T for contiguous CPU float32 tensors rows [m, d], weight [n, d], out [m, n]: oneDNN's product,
-    or numpy's without libdnnl."""
-    (m, d), n = rows.shape, weight.shape[0]
+def product(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
+    """out = a' b' (+ out where accumulate) for contiguous CPU float32 matrices, a' = a^T where transpose_a, b' = b^T
+    where transpose_b: oneDNN's product, or torch's without libdnnl."""
     sgemm = onednn_sgemm()
     if sgemm is None:
-        np.matmul(numpy(rows), numpy(weight).T, out=numpy(out))
-    elif sgemm(b"N", b"T", m, n, d, 1.0, rows.data_ptr(), d, weight.data_ptr(), d, 0.0, out.data_ptr(), n) != 0:
-        raise RuntimeError(f"dnnl_sgemm failed on [{m}, {d}] x [{n}, {d}]^T")
+        return out.addmm_(a.t() if transpose_a else a, b.t() if transpose_b else b, beta=float(accumulate))
+    (m, n), inner = out.shape, a.shape[0] if transpose_a else a.shape[1]
+    operation = {False: b"N", True: b"T"}
+    if sgemm(operation[transpose_a], operation[transpose_b], m, n, inner, 1.0, a.data_ptr(), a.shape[1],
+             b.data_ptr(), b.shape[1], float(accumulate), out.data_ptr(), n):
+        raise RuntimeError(f"dnnl_sgemm failed on {list(a.shape)} x {list(b.shape)} -> {list(out.shape)}")
     return out
 
 
-class MatmulTransposed(torch.autograd.Function):
-    """x weight^T for CPU float32 tensors x [..., d], weight [n, d] by product_transposed; the gradients g weight and
-    g^T x by torch's products, which run those shapes well."""
+class Matmul(torch.autograd.Function):
+    """x weight (weight^T where transposed) for CPU float32 tensors x [..., d] and a matrix weight, and its
+    gradients, by product."""
 
     @staticmethod
-    def forward(ctx, x, weight):
+    def forward(ctx, x, weight, transposed):
         ctx.save_for_backward(x, weight)
-        rows = x.reshape(-1, x.shape[-1]).contiguous()
-        out = product_transposed(rows, weight.contiguous(), x.new_empty(rows.shape[0], weight.shape[0]))
-        return out.view(*x.shape[:-1], weight.shape[0])
+        ctx.transposed = transposed
+        rows, weight = x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous()
+        width = weight.shape[0] if transposed else weight.shape[1]
+        out = product(rows, weight, x.new_empty(rows.shape[0], width), transpose_b=transposed)
+        return out.view(*x.shape[:-1], width)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        grad_x = grad_out @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = None
+        grad_rows = grad_out.reshape(-1, grad_out.shape[-1]).contiguous()
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_x = product(grad_rows, weight.contiguous(), grad_rows.new_empty(grad_rows.shape[0], x.shape[-1]),
+                             transpose_b=not ctx.transposed).view(x.shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = grad_out.reshape(-1, weight.shape[0]).t() @ x.reshape(-1, x.shape[-1])
-        return grad_x, grad_weight
+            rows = x.reshape(-1, x.shape[-1]).contiguous()
+            first, second = (grad_rows, rows) if ctx.transposed else (rows, grad_rows)
+            grad_weight = product(first, second, grad_rows.new_empty(weight.shape), transpose_a=True)
+        return grad_x, grad_weight, None
+
+
+def matmul(x, weight):
+    """x weight for x [..., d], weight [d, n]."""
+    if on_cpu_float32(x, weight):
+        return Matmul.apply(x, weight, False)
+    return x @ weight
 
 
 def matmul_transposed(x, weight):
-    """x weight^T."""
+    """x weight^T for x [..., d], weight [n, d]."""
     if on_cpu_float32(x, weight):
-        return MatmulTransposed.apply(x, weight)
+        return Matmul.apply(x, weight, True)
     return x @ weight.t()
 
 
@@ -163,47 +228,33 @@ def token_loss(logits, targets, weights, label_smooth):
 
 class LMHeadLoss(torch.autograd.Function):
     """token_loss(hidden weight^T, ...) for CPU float32 tensors, LM_HEAD_CHUNK rows at a time: each chunk's logits
-    (numpy's product, into one buffer) turn in place into its loss and, where a gradient is wanted, at once into the
-    gradient of its logits and so of hidden (torch's product) and weight. No other [rows, vocabulary] tensor is made;
-    backward scales what forward found. grad_enabled: the caller's grad mode (forward runs without)."""
+    (product, into one buffer kept between calls) turn in place, in the shared token_loss kernel, into its weighted
+    loss and, where a gradient is wanted, into the gradient of its logits, and so of hidden and weight (product).
+    No other [rows, vocabulary] tensor is made; backward scales what forward found. grad_enabled: the caller's grad
+    mode (forward runs without)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, weights, label_smooth, grad_enabled):
         want_hidden, want_weight = (grad_enabled and wanted for wanted in ctx.needs_input_grad[:2])
         rows, vocab_size = hidden.shape[0], weight.shape[0]
+        hidden, weight, weights = hidden.contiguous(), weight.contiguous(), weights.contiguous()
+        targets = targets.to(torch.int32).contiguous()
         per_token = hidden.new_empty(rows)
         ctx.hidden_grad = hidden.new_empty(hidden.shape) if want_hidden else None
-        ctx.weight_grad = None
-        buffer = np.empty((min(LM_HEAD_CHUNK, rows), vocab_size), dtype=np.float32)
+        ctx.weight_grad = weight.new_empty(weight.shape) if want_weight else None
+        buffer = scratch((min(LM_HEAD_CHUNK, rows), vocab_size), hidden)
         for start in range(0, rows, LM_HEAD_CHUNK):
             chunk = slice(start, min(start + LM_HEAD_CHUNK, rows))
             count = chunk.stop - start
-            logits = torch.from_numpy(np.matmul(numpy(hidden[chunk]), numpy(weight).T, out=buffer[:count]))
-            shifted = logits.sub_(logits.amax(dim=1, keepdim=True))
-            at_target = torch.arange(count), targets[chunk]
-            target_logit = shifted[at_target]
-            mean_logit = shifted.mean(dim=1) if label_smooth else None
-            exponentials = shifted.exp_()
-            normalizer = exponentials.sum(dim=1)
-            log_normalizer = normalizer.log()
-            per_token[chunk] = log_normalizer - target_logit
-            if label_smooth:
-                per_token[chunk] = ((1.0 - label_smooth) * per_token[chunk]
-                                    + label_smooth * (log_normalizer - mean_logit))
-            if not (want_hidden or want_weight):
-                continue
-            chunk_weights = weights[chunk]
-            gradient = exponentials.mul_((chunk_weights / normalizer).unsqueeze(1))
-            if label_smooth:
-                gradient.sub_((label_smooth / vocab_size * chunk_weights).unsqueeze(1))
-            gradient[at_target] -= (1.0 - label_smooth) * chunk_weights
+            logits = product(hidden[chunk], weight, buffer[:count], transpose_b=True)
+            cpu_kernels().nlg_token_loss(
+                logits.data_ptr(), targets[chunk].data_ptr(), weights[chunk].data_ptr(), count, vocab_size,
+                label_smooth, want_hidden or want_weight, per_token[chunk].data_ptr(), logits.data_ptr())
             if want_hidden:
-                torch.mm(gradient, weight, out=ctx.hidden_grad[chunk])
-            if want_weight and ctx.weight_grad is None:
-                ctx.weight_grad = gradient.t() @ hidden[chunk]
-            elif want_weight:
-                ctx.weight_grad.addmm_(gradient.t(), hidden[chunk])
-        return (per_token * weights).sum()
+                product(logits, weight, ctx.hidden_grad[chunk])
+            if want_weight:
+                product(logits, hidden[chunk], ctx.weight_grad, transpose_a=True, accumulate=start > 0)
+        return per_token.sum()
 
     @staticmethod
     def backward(ctx, grad_sum):
@@ -214,15 +265,21 @@ class LMHeadLoss(torch.autograd.Function):
 
 def lm_head_loss(hidden, weight, targets, weights, label_smooth):
     """token_loss of the logits hidden weight^T ([rows, d] x [V, d]); on the CPU without the whole logits."""
-    if on_cpu_float32(hidden, weight):
+    if on_cpu_float32(hidden, weight) and cpu_kernels() is not None:
         return LMHeadLoss.apply(hidden, weight, targets, weights, label_smooth, torch.is_grad_enabled())
     return token_loss(matmul_transposed(hidden, weight), targets, weights, label_smooth)
 
 
 def top_log_softmax(logits, k):
-    """top_k(log_softmax(logits), k) for logits [rows, V], which it overwrites (with their log-softmax: no second
-    [rows, V] tensor)."""
-    return top_k(torch._log_softmax(logits, -1, False, out=logits), k)
+    """top_k(log_softmax(logits), k) for logits [rows, V]: on the CPU the shared kernel, which never writes the
+    log-probabilities out; elsewhere torch's, which writes them over the logits (no second [rows, V] tensor)."""
+    if not (on_cpu_float32(logits) and cpu_kernels() is not None):
+        return top_k(torch._log_softmax(logits, -1, False, out=logits), k)
+    logits = logits.contiguous()
+    rows, vocab_size = logits.shape
+    values, columns = logits.new_empty(rows, k), torch.empty(rows, k, dtype=torch.int32)
+    cpu_kernels().nlg_top_log_softmax(logits.data_ptr(), rows, vocab_size, k, values.data_ptr(), columns.data_ptr())
+    return values, columns.long()
 
 
 def top_k(scores, k):
@@ -377,10 +434,16 @@ def set_gradients(optimizer, params, arrays):
 
 def adam_step(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, eps, decay):
     """m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p - step_size m / (sqrt(v) + eps), then
-    p <- p - decay p, in place; sqrt(v) + eps goes to a buffer kept for the next call."""
+    p <- p - decay p, in place; on the CPU in one multithreaded pass (the shared adamw_step kernel), elsewhere by
+    torch's ops with sqrt(v) + eps in a buffer kept for the next call."""
+    tensors = param, exp_avg, exp_avg_sq, grad
+    if on_cpu_float32(*tensors) and all(x.is_contiguous() for x in tensors) and cpu_kernels() is not None:
+        cpu_kernels().nlg_adamw_step(*(x.data_ptr() for x in tensors), param.numel(), beta1, beta2, 1.0 - beta1,
+                                     1.0 - beta2, step_size, eps, decay)
+        return
     exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-    param.addcdiv_(exp_avg, torch.sqrt(exp_avg_sq, out=scratch_like(param)).add_(eps), value=-step_size)
+    param.addcdiv_(exp_avg, torch.sqrt(exp_avg_sq, out=scratch(param.shape, param)).add_(eps), value=-step_size)
     if decay > 0.0:
         param.add_(param, alpha=-decay)
 
@@ -388,13 +451,14 @@ def adam_step(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, eps, de
 SCRATCH = {}
 
 
-def scratch_like(tensor):
-    """A tensor of tensor's shape, dtype and device, its contents undefined, on memory that the next call reuses: a
-    temporary of an embedding's size would otherwise come as fresh pages every step."""
-    key = tensor.device, tensor.dtype
-    if key not in SCRATCH or SCRATCH[key].numel() < tensor.numel():
-        SCRATCH[key] = torch.empty(tensor.numel(), dtype=tensor.dtype, device=tensor.device)
-    return SCRATCH[key][:tensor.numel()].view(tensor.shape)
+def scratch(shape, like):
+    """A tensor of shape in like's dtype, on its device, its contents undefined, on memory that the next call reuses:
+    a temporary of a [rows, vocabulary] or an embedding's size would otherwise come as fresh pages (page faults)
+    every step."""
+    key, size = (like.device, like.dtype), math.prod(shape)
+    if key not in SCRATCH or SCRATCH[key].numel() < size:
+        SCRATCH[key] = torch.empty(size, dtype=like.dtype, device=like.device)
+    return SCRATCH[key][:size].view(shape)
 
 
 no_grad = torch.no_grad

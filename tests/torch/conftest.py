@@ -37,3 +37,29 @@ def random_hf_gpt2(tmp_path_factory):
         return folder
 
     return write
+
+
+@pytest.fixture(params=["oneDNN", "torch"])
+def library(request, monkeypatch):
+    """The products' library: oneDNN from the system's libdnnl, which environments/system_packages.sh installs, or
+    torch's, which runs without it."""
+    from NLG_pytorch.src import ops
+
+    if request.param == "torch":
+        monkeypatch.setattr(ops, "onednn_sgemm", lambda: None)
+    else:
+        assert ops.onednn_sgemm() is not None
+    return request.param
+
+
+@pytest.fixture(params=["shared kernels", "torch's ops"])
+def kernels(request, monkeypatch):
+    """The CPU kernels of common_data/kernels (compiled here: the test fails if they do not compile), or the torch ops
+    that run where they do not."""
+    from NLG_pytorch.src import ops
+
+    if request.param == "torch's ops":
+        monkeypatch.setattr(ops, "cpu_kernels", lambda: None)
+    else:
+        assert ops.cpu_kernels() is not None
+    return request.param

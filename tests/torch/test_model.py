@@ -67,13 +67,7 @@ def batch(seed=0, length=20):
     return input_ids, targets, loss_mask
 
 
-@pytest.mark.parametrize("library", ["oneDNN", "numpy"])
-def test_the_lm_head_product_and_its_gradients(library, monkeypatch):
-    # oneDNN from the system's libdnnl, which environments/system_packages.sh installs; numpy's BLAS without it
-    if library == "numpy":
-        monkeypatch.setattr(ops, "onednn_sgemm", lambda: None)
-    else:
-        assert ops.onednn_sgemm() is not None
+def test_the_lm_head_product_and_its_gradients(library):
     rng = np.random.default_rng(4)
     x, weight, upstream = (rng.normal(0, 1, shape) for shape in ((3, 13, 24), (1000, 24), (3, 13, 1000)))
     x_tensor, weight_tensor = (torch.tensor(array, dtype=torch.float32, requires_grad=True) for array in (x, weight))
@@ -82,6 +76,61 @@ def test_the_lm_head_product_and_its_gradients(library, monkeypatch):
     assert np.abs(out.detach().numpy() - x @ weight.T).max() <= 1e-4
     assert np.abs(x_tensor.grad.numpy() - upstream @ weight).max() <= 1e-4
     assert np.abs(weight_tensor.grad.numpy() - upstream.reshape(-1, 1000).T @ x.reshape(-1, 24)).max() <= 1e-4
+
+
+def test_the_kernels_leave_subnormal_numbers_alone():
+    # a library linked with -Ofast turns on flush-to-zero in the whole process when it loads
+    assert ops.cpu_kernels() is not None
+    assert np.float32(1e-38) / np.float32(100) > 0
+
+
+@pytest.mark.parametrize("k", [1, 10, 37])
+def test_top_log_softmax_gives_the_best_log_probabilities_in_order(k, kernels):
+    rng = np.random.default_rng(k)
+    logits = rng.normal(0, 3, (9, 1000)).astype(np.float32)
+    logits[:, 500:600] = np.round(logits[:, 500:600])  # equal logits: the lower column first
+    logits[2, :990] = -np.inf  # bans leaving fewer tokens than some k
+    logits[3, rng.integers(0, 1000, 200)] = -np.inf
+    values, columns = ops.top_log_softmax(torch.tensor(logits), k)
+    exact = logits.astype(np.float64)
+    exact -= np.log(np.exp(exact - exact.max(-1, keepdims=True)).sum(-1, keepdims=True)) + exact.max(-1, keepdims=True)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    assert columns.dtype == torch.int64
+    assert (np.take_along_axis(logits, columns.numpy(), 1) == np.take_along_axis(logits, order, 1)).all()
+    if kernels == "shared kernels":  # torch's topk orders equal logits as it likes
+        assert (columns.numpy() == order).all()
+    np.testing.assert_allclose(values.numpy(), np.take_along_axis(exact, order, axis=1), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("label_smooth", [0.1, 0.0])
+@pytest.mark.parametrize("adapter", ["frozen", "trained"])
+def test_lm_head_loss_gradient_is_softmax_minus_the_smoothed_target(label_smooth, adapter, kernels, library,
+                                                                    monkeypatch):
+    monkeypatch.setattr(ops, "LM_HEAD_CHUNK", 2)  # three chunks, the weight's gradient summed over them
+    rng = np.random.default_rng(3)
+    hidden, weight = (rng.normal(0, 1, shape).astype(np.float32) for shape in ((5, 16), (CONFIG.vocab_size, 16)))
+    targets, weights = rng.integers(0, CONFIG.vocab_size, 5), np.array([1, 0, 1, 1, 0.5], np.float32)
+    logits = hidden.astype(np.float64) @ weight.T
+    log_normalizer = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    per_token = log_normalizer - logits[np.arange(5), targets]
+    per_token = (1 - label_smooth) * per_token + label_smooth * (log_normalizer - logits.mean(-1))
+    smoothed = np.full(logits.shape, label_smooth / CONFIG.vocab_size)
+    smoothed[np.arange(5), targets] += 1 - label_smooth
+    gradient = 3.0 * (np.exp(logits - log_normalizer[:, None]) - smoothed) * weights[:, None]
+    hidden_tensor = torch.tensor(hidden, requires_grad=True)
+    weight_tensor = torch.tensor(weight, requires_grad=adapter == "trained")
+    arguments = hidden_tensor, weight_tensor, torch.tensor(targets), torch.tensor(weights), label_smooth
+    loss = ops.lm_head_loss(*arguments)
+    # the trace asks for gradients first and then runs backward: the second pass must see the same
+    (first_pass,) = torch.autograd.grad(loss * 3.0, [hidden_tensor], retain_graph=True)
+    (loss * 3.0).backward()
+    assert torch.equal(first_pass, hidden_tensor.grad)
+    assert loss.item() == pytest.approx((per_token * weights).sum(), rel=1e-6)
+    assert np.abs(hidden_tensor.grad.numpy() - gradient @ weight).max() <= 1e-5
+    if adapter == "trained":
+        assert np.abs(weight_tensor.grad.numpy() - gradient.T @ hidden).max() <= 1e-5
+    with torch.no_grad():
+        assert ops.lm_head_loss(*arguments).item() == loss.item()
 
 
 @pytest.mark.parametrize("label_smooth", [0.1, 0.0])
@@ -112,7 +161,7 @@ def test_loss_without_mask_averages_every_position():
     assert torch.equal(unmasked, all_ones)
 
 
-def test_kv_cache_gives_the_full_forward_logits():
+def test_kv_cache_gives_the_full_forward_logits(kernels):
     model = GPT2LMModel(CONFIG, LORA, seed=0)
     input_ids, _, _ = batch(length=16)
     with torch.no_grad():
@@ -126,7 +175,7 @@ def test_kv_cache_gives_the_full_forward_logits():
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() <= 1e-5
 
 
-def test_past_rows_continue_the_cached_rows_they_name():
+def test_past_rows_continue_the_cached_rows_they_name(kernels):
     # beam search's reorder: rows 2, 0, 0 of a three-row cache continue, one of them twice
     model = GPT2LMModel(CONFIG, LORA, seed=0)
     input_ids, _, _ = batch(length=12)
@@ -140,7 +189,7 @@ def test_past_rows_continue_the_cached_rows_they_name():
     assert (logits[:, 0] - full[:, 11]).abs().max().item() <= 1e-5
 
 
-def test_left_padded_rows_compute_as_if_alone():
+def test_left_padded_rows_compute_as_if_alone(kernels):
     # decoding batches contexts of different lengths, left-padded: prompt, then two cached steps
     model = GPT2LMModel(CONFIG, LORA, seed=0)
     input_ids, _, _ = batch(length=12)

@@ -47,6 +47,29 @@ def test_two_steps_follow_the_microsoft_lora_formula(correct_bias):
     np.testing.assert_allclose(param.detach().numpy(), p, rtol=1e-12)
 
 
+@pytest.mark.parametrize("correct_bias", [True, False])
+def test_float32_steps_follow_the_formula_in_float64(correct_bias, kernels):
+    lr, betas, eps, decay = 0.01, (0.9, 0.999), 1e-6, 0.1
+    rng = np.random.default_rng(5)
+    start = rng.normal(0, 1, (16, 3))
+    grads = [rng.normal(0, 1, (16, 3)) * scale for scale in (1.0, 0.1, 3.0, 1e-3)]
+    for grad in grads:
+        # units without gradient, and gradients whose square is subnormal in float32
+        grad[0], grad[5:7] = 0.0, 1e-20
+    grads = [grad.astype(np.float32) for grad in grads]
+    param = torch.nn.Parameter(torch.tensor(start, dtype=torch.float32))
+    optimizer = AdamW([param], lr=lr, betas=betas, eps=eps, weight_decay=decay, correct_bias=correct_bias)
+    run_steps(optimizer, [param], [[torch.from_numpy(grad)] for grad in grads])
+    p, m, v = start, 0.0, 0.0
+    for t, grad in enumerate(grads, start=1):
+        m, v = betas[0] * m + (1 - betas[0]) * grad, betas[1] * v + (1 - betas[1]) * grad.astype(np.float64) ** 2
+        step_size = lr * math.sqrt(1 - betas[1] ** t) / (1 - betas[0] ** t) if correct_bias else lr
+        p = p - step_size * m / (np.sqrt(v) + eps)
+        p = p - lr * decay * p
+    assert np.abs(param.detach().numpy() - p).max() <= 1e-6
+    assert optimizer.state[id(param)]["step"] == len(grads)
+
+
 def test_reset_state_restarts_only_the_given_parameters():
     params = [torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))]
     optimizer = AdamW(params, lr=0.1, correct_bias=True)
