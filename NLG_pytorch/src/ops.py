@@ -172,8 +172,8 @@ class Matmul(torch.autograd.Function):
 
 
 def matmul(x, weight):
-    """x weight for x [..., d], weight [d, n]."""
-    if on_cpu_float32(x, weight):
+    """x weight for x [..., d], weight [d, n]; under the CPU's autocast in its precision, by torch."""
+    if on_cpu_float32(x, weight) and not torch.is_autocast_enabled("cpu"):
         return Matmul.apply(x, weight, False)
     return x @ weight
 

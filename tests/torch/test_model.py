@@ -78,6 +78,13 @@ def test_the_lm_head_product_and_its_gradients(library):
     assert np.abs(weight_tensor.grad.numpy() - upstream.reshape(-1, 1000).T @ x.reshape(-1, 24)).max() <= 1e-4
 
 
+def test_the_blocks_product_keeps_the_precision_of_autocast():
+    x, weight = torch.randn(2, 3, 8), torch.randn(8, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ops.matmul(x, weight).dtype == torch.bfloat16
+    assert ops.matmul(x, weight).dtype == torch.float32
+
+
 def test_the_kernels_leave_subnormal_numbers_alone():
     # a library linked with -Ofast turns on flush-to-zero in the whole process when it loads
     assert ops.cpu_kernels() is not None
