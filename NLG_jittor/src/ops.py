@@ -291,8 +291,8 @@ def lm_head_loss(hidden, weight, targets, weights, label_smooth):
 
 
 def top_log_softmax(logits, k):
-    """top_k(log_softmax(logits), k) for logits [rows, V] (torch's overwrites them); on the CPU one kernel
-    (common_data/kernels/top_log_softmax.h) that never writes the log-probabilities out."""
+    """top_k(log_softmax(logits), k) for logits [rows, V]; on the CPU the shared top_log_softmax kernel
+    (common_data/kernels), which never writes the log-probabilities out."""
     if jt.flags.use_cuda:
         return top_k(log_softmax(logits), k)
     return jt.code([(logits.shape[0], k)] * 2, [logits.dtype, "int32"], [logits], cpu_header=TOP_LOG_SOFTMAX_HEADER,
