@@ -2,15 +2,16 @@
 its saved trainer states, and the float32 envelope, a second PyTorch run of the recipe whose every product is summed
 in another order.
 
-How: MKL's conditional numerical reproducibility set to COMPATIBLE (MKL_CBWR) makes PyTorch's matrix products take
-MKL's generic code path, and OPENBLAS_CORETYPE=Sandybridge sends numpy's (the LM head's forward product on the CPU,
-NLG_pytorch/src/ops.py) to OpenBLAS's kernels without fused multiply-adds; both sum and round in another order:
-most of a GPT-2-sized product's outputs differ in their last bits (tests/torch/test_envelope_perturbation.py), in
-every forward and backward product of every step, as they do between two frameworks. A thread count does not do it
-(PyTorch's CPU products give the same bits with 1 and 2 threads). Where PyTorch has no MKL (the variable then
-changes nothing), the envelope moves every base weight by one ulp instead: a fixed last-bit change of the function
-rather than rounding at every step, whose drift starts later and grows more slowly (DART's default,
-docs/verdicts.md).
+How: oneDNN held to AVX (ONEDNN_MAX_CPU_ISA=AVX: no fused multiply-adds, other blocking) changes the path of
+PyTorch's products of the blocks' weights and of the LM head (NLG_pytorch/src/ops.py sends them to oneDNN), MKL's
+conditional numerical reproducibility set to COMPATIBLE (MKL_CBWR) sends torch's own products (the adapters') to
+MKL's generic code path, and OPENBLAS_CORETYPE=Sandybridge does the same for numpy's; each sums and rounds in
+another order: most of a GPT-2-sized product's outputs differ in their last bits
+(tests/torch/test_envelope_perturbation.py), in every forward and backward product of every step, as they do
+between two frameworks. A thread count does not do it (PyTorch's CPU products give the same bits with 1 and 2
+threads). Where PyTorch has no MKL (the variable then changes nothing), the envelope moves every base weight by one
+ulp instead: a fixed last-bit change of the function rather than rounding at every step, whose drift starts later
+and grows more slowly (DART's default, docs/verdicts.md).
 """
 import datetime
 import hashlib
@@ -31,9 +32,10 @@ from common_data.model.init_params import init_base_params
 from common_data.util.paths import REPO_ROOT
 
 TRAINERS = {"torch": "NLG_pytorch/src/gpt2_ft.py", "jittor": "NLG_jittor/src/gpt2_ft.py"}
-SUMMATION_ORDER = {"MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Sandybridge"}
-PERTURBATIONS = {"summation order": "every product summed in another order: MKL_CBWR=COMPATIBLE (MKL's generic code "
-                                    "path) and OPENBLAS_CORETYPE=Sandybridge (OpenBLAS's kernels without FMA)",
+SUMMATION_ORDER = {"ONEDNN_MAX_CPU_ISA": "AVX", "MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Sandybridge"}
+PERTURBATIONS = {"summation order": "every product summed in another order: ONEDNN_MAX_CPU_ISA=AVX (oneDNN's kernels "
+                                    "without FMA), MKL_CBWR=COMPATIBLE (MKL's generic code path) and "
+                                    "OPENBLAS_CORETYPE=Sandybridge (OpenBLAS's kernels without FMA)",
                  "one ulp": "every base weight moved by one ulp, up or down at random (numpy seed 0)"}
 # arguments that do not change the losses of a run: an envelope measured with other values still holds
 NOT_RECIPE = ("work_dir", "init_checkpoint", "valid_data", "valid_batch_size", "log_interval", "eval_interval",

@@ -1,6 +1,6 @@
-"""The float32 envelope's perturbations (alignment/replay.py): MKL_CBWR=COMPATIBLE and OPENBLAS_CORETYPE make
-PyTorch's products and numpy's (the LM head's) sum in another order, and the fallback moves every base weight by
-exactly one ulp."""
+"""The float32 envelope's perturbations (alignment/replay.py): ONEDNN_MAX_CPU_ISA, MKL_CBWR=COMPATIBLE and
+OPENBLAS_CORETYPE make the products of ops.matmul (oneDNN: the blocks' and the LM head's), of torch itself (the
+adapters') and of numpy sum in another order, and the fallback moves every base weight by exactly one ulp."""
 import os
 import subprocess
 import sys
@@ -13,8 +13,11 @@ from common_data.model.checkpoint import load_tensors
 from common_data.model.gpt2_config import config_for_card
 from common_data.model.init_params import init_base_params
 
-# products of the tiny card's c_attn shape in torch and of its LM head's in numpy, their float32 bytes on stdout
+# products of the tiny card's c_attn shape in ops.matmul and torch, and of its LM head's in numpy, their float32
+# bytes on stdout
 PRODUCTS = {
+    "ops.matmul": "import torch; from NLG_pytorch.src import ops; torch.manual_seed(0); "
+                  "out = ops.matmul(torch.randn(64, 256), torch.randn(256, 768)).numpy()",
     "torch": "import torch; torch.manual_seed(0); out = (torch.randn(64, 256) @ torch.randn(256, 768)).numpy()",
     "numpy": "import numpy as np; rng = np.random.default_rng(0); "
              "out = rng.standard_normal((64, 256), dtype=np.float32) @ rng.standard_normal((4096, 256), "
