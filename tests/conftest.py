@@ -1,6 +1,7 @@
 import resource
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,3 +146,43 @@ def trace_inputs(tmp_path_factory):
             "--pad_multiple", "8", "--steps", "1", "--lr", "0.01", "--correct_bias", "--weight_decay", "0.01",
             "--random_seed", "5"]]
     return folder, recorder_argv, TRACE_CONFIG.n_layer
+
+
+@pytest.fixture(scope="session")
+def top_log_softmax_case():
+    """case(k) -> (logits [9, 1000] float32, each row's k best log-probabilities in float64, their columns), for
+    both frameworks' top_log_softmax: equal logits (the lower column first) and -inf bans, one row with fewer
+    finite logits than some k."""
+    def case(k):
+        rng = np.random.default_rng(k)
+        logits = rng.normal(0, 3, (9, 1000)).astype(np.float32)
+        logits[:, 500:600] = np.round(logits[:, 500:600])
+        logits[2, :990] = -np.inf
+        logits[3, rng.integers(0, 1000, 200)] = -np.inf
+        exact = logits.astype(np.float64)
+        peak = exact.max(-1, keepdims=True)
+        exact -= np.log(np.exp(exact - peak).sum(-1, keepdims=True)) + peak
+        order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        return logits, np.take_along_axis(exact, order, axis=1), order
+    return case
+
+
+@pytest.fixture(scope="session")
+def token_loss_case():
+    """case(label_smooth, vocab_size): hidden [5, 16] and weight [V, 16] (float32), targets and weights (one 0,
+    one 0.5), and in float64 the loss, sum of weight * ((1 - ls) * -log p[target] + ls * mean of -log p), and
+    the gradient of the logits hidden weight^T, for both frameworks' LM head losses."""
+    def case(label_smooth, vocab_size):
+        rng = np.random.default_rng(3)
+        hidden, weight = (rng.normal(0, 1, shape).astype(np.float32) for shape in ((5, 16), (vocab_size, 16)))
+        targets, weights = rng.integers(0, vocab_size, 5), np.array([1, 0, 1, 1, 0.5], np.float32)
+        logits = hidden.astype(np.float64) @ weight.T
+        log_normalizer = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+        per_token = log_normalizer - logits[np.arange(5), targets]
+        per_token = (1 - label_smooth) * per_token + label_smooth * (log_normalizer - logits.mean(-1))
+        smoothed = np.full(logits.shape, label_smooth / vocab_size)
+        smoothed[np.arange(5), targets] += 1 - label_smooth
+        logits_grad = (np.exp(logits - log_normalizer[:, None]) - smoothed) * weights[:, None]
+        return SimpleNamespace(hidden=hidden, weight=weight, targets=targets, weights=weights,
+                               loss=(per_token * weights).sum(), logits_grad=logits_grad)
+    return case

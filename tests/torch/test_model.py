@@ -92,50 +92,35 @@ def test_the_kernels_leave_subnormal_numbers_alone():
 
 
 @pytest.mark.parametrize("k", [1, 10, 37])
-def test_top_log_softmax_gives_the_best_log_probabilities_in_order(k, kernels):
-    rng = np.random.default_rng(k)
-    logits = rng.normal(0, 3, (9, 1000)).astype(np.float32)
-    logits[:, 500:600] = np.round(logits[:, 500:600])  # equal logits: the lower column first
-    logits[2, :990] = -np.inf  # bans leaving fewer tokens than some k
-    logits[3, rng.integers(0, 1000, 200)] = -np.inf
+def test_top_log_softmax_gives_the_best_log_probabilities_in_order(k, kernels, top_log_softmax_case):
+    logits, best, order = top_log_softmax_case(k)
     values, columns = ops.top_log_softmax(torch.tensor(logits), k)
-    exact = logits.astype(np.float64)
-    exact -= np.log(np.exp(exact - exact.max(-1, keepdims=True)).sum(-1, keepdims=True)) + exact.max(-1, keepdims=True)
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     assert columns.dtype == torch.int64
     assert (np.take_along_axis(logits, columns.numpy(), 1) == np.take_along_axis(logits, order, 1)).all()
     if kernels == "shared kernels":  # torch's topk orders equal logits as it likes
         assert (columns.numpy() == order).all()
-    np.testing.assert_allclose(values.numpy(), np.take_along_axis(exact, order, axis=1), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(values.numpy(), best, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("label_smooth", [0.1, 0.0])
 @pytest.mark.parametrize("adapter", ["frozen", "trained"])
 def test_lm_head_loss_gradient_is_softmax_minus_the_smoothed_target(label_smooth, adapter, kernels, library,
-                                                                    monkeypatch):
+                                                                    monkeypatch, token_loss_case):
     monkeypatch.setattr(ops, "LM_HEAD_CHUNK", 2)  # three chunks, the weight's gradient summed over them
-    rng = np.random.default_rng(3)
-    hidden, weight = (rng.normal(0, 1, shape).astype(np.float32) for shape in ((5, 16), (CONFIG.vocab_size, 16)))
-    targets, weights = rng.integers(0, CONFIG.vocab_size, 5), np.array([1, 0, 1, 1, 0.5], np.float32)
-    logits = hidden.astype(np.float64) @ weight.T
-    log_normalizer = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
-    per_token = log_normalizer - logits[np.arange(5), targets]
-    per_token = (1 - label_smooth) * per_token + label_smooth * (log_normalizer - logits.mean(-1))
-    smoothed = np.full(logits.shape, label_smooth / CONFIG.vocab_size)
-    smoothed[np.arange(5), targets] += 1 - label_smooth
-    gradient = 3.0 * (np.exp(logits - log_normalizer[:, None]) - smoothed) * weights[:, None]
-    hidden_tensor = torch.tensor(hidden, requires_grad=True)
-    weight_tensor = torch.tensor(weight, requires_grad=adapter == "trained")
-    arguments = hidden_tensor, weight_tensor, torch.tensor(targets), torch.tensor(weights), label_smooth
+    case = token_loss_case(label_smooth, CONFIG.vocab_size)
+    gradient = 3.0 * case.logits_grad
+    hidden_tensor = torch.tensor(case.hidden, requires_grad=True)
+    weight_tensor = torch.tensor(case.weight, requires_grad=adapter == "trained")
+    arguments = hidden_tensor, weight_tensor, torch.tensor(case.targets), torch.tensor(case.weights), label_smooth
     loss = ops.lm_head_loss(*arguments)
     # the trace asks for gradients first and then runs backward: the second pass must see the same
     (first_pass,) = torch.autograd.grad(loss * 3.0, [hidden_tensor], retain_graph=True)
     (loss * 3.0).backward()
     assert torch.equal(first_pass, hidden_tensor.grad)
-    assert loss.item() == pytest.approx((per_token * weights).sum(), rel=1e-6)
-    assert np.abs(hidden_tensor.grad.numpy() - gradient @ weight).max() <= 1e-5
+    assert loss.item() == pytest.approx(case.loss, rel=1e-6)
+    assert np.abs(hidden_tensor.grad.numpy() - gradient @ case.weight).max() <= 1e-5
     if adapter == "trained":
-        assert np.abs(weight_tensor.grad.numpy() - gradient.T @ hidden).max() <= 1e-5
+        assert np.abs(weight_tensor.grad.numpy() - gradient.T @ case.hidden).max() <= 1e-5
     with torch.no_grad():
         assert ops.lm_head_loss(*arguments).item() == loss.item()
 
